@@ -1,0 +1,54 @@
+"""The ``EVENTSTORE`` setting: defaults, read lazily, re-read when ``override_settings`` changes it."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+DEFAULTS: dict[str, Any] = {
+    "BACKEND": "jetstream",
+    "SERVERS": ["nats://127.0.0.1:4222"],
+    "STREAM": "EVENTSTORE",
+    "SUBJECT_PREFIX": "es",
+    "REPLICAS": 1,
+    "SNAPSHOTS_KEEP": 1,
+    "TIMEOUT": 5.0,
+    "AUTO_SETUP": True,
+    "CONNECT_OPTIONS": {},
+    "VERSION_CACHE_SIZE": 10_000,
+    "API_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "EMBEDDED_DIR": None,
+}
+
+
+@lru_cache(maxsize=None)
+def get_config() -> dict[str, Any]:
+    """The effective configuration: DEFAULTS updated with ``settings.EVENTSTORE``."""
+    user = getattr(settings, "EVENTSTORE", None) or {}
+    return {**DEFAULTS, **(user if isinstance(user, dict) else {})}
+
+
+def embedded_dir() -> str:
+    """Where ``SERVERS = "embedded"`` keeps the local nats-server's data: EMBEDDED_DIR, else BASE_DIR/.eventstore."""
+    configured = get_config()["EMBEDDED_DIR"]
+    if configured:
+        return str(configured)
+    base = getattr(settings, "BASE_DIR", None)
+    if base:
+        return str(base) + "/.eventstore"
+    import tempfile
+
+    return tempfile.gettempdir() + "/django-eventstore"
+
+
+@receiver(setting_changed)
+def _reload(setting: str, **kwargs: Any) -> None:
+    if setting in ("EVENTSTORE", "BASE_DIR"):
+        get_config.cache_clear()
+        from .store import reset_store
+
+        reset_store()

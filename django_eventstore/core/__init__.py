@@ -1,0 +1,1 @@
+"""The store itself: pure Python and nats-py, no Django imports."""

@@ -1,0 +1,108 @@
+"""The stream operations the store logic needs, implemented by JetStream and by memory.
+
+The store logic (engine.py) is written once against this interface, so the
+JetStream store and the in-memory store share every rule of the contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .errors import EventStoreError
+
+
+@dataclass(slots=True)
+class RawMsg:
+    """One stored message as the stream returns it."""
+
+    subject: str
+    seq: int
+    headers: dict[str, str] | None
+    data: bytes
+
+
+class WrongLastSequence(EventStoreError):
+    """The subject's last sequence was not the expected one (server error 10071)."""
+
+    def __init__(self, last_seq: int | None):
+        self.last_seq = last_seq
+        super().__init__(f"wrong last sequence: {last_seq}")
+
+
+class DuplicateBatch(EventStoreError):
+    """An atomic batch carried a message id that is already stored (server error 10201)."""
+
+
+@dataclass(slots=True)
+class PubAck:
+    seq: int
+    duplicate: bool = False
+
+
+@dataclass
+class StreamSummary:
+    """What the admin overview and ``eventstore_status`` show of one stream."""
+
+    name: str
+    subjects: list[str]
+    messages: int
+    bytes: int
+    first_seq: int
+    last_seq: int
+    subject_count: int
+    replicas: int
+    storage: str
+    cluster: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ServerSummary:
+    url: str
+    version: str
+    streams: list[StreamSummary]
+    account: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StreamChange:
+    """What setup did (or would do, with dry_run) to one stream."""
+
+    stream: str
+    action: str  # "created", "updated", "unchanged"
+    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """Stream primitives; ``stream`` is ``"events"`` or ``"snapshots"``."""
+
+    max_payload: int
+
+    async def last_msg(self, stream: str, subject: str) -> RawMsg | None: ...
+
+    async def msg_at(self, stream: str, seq: int) -> RawMsg | None: ...
+
+    async def next_msgs(self, stream: str, subject_filter: str, start_seq: int, batch: int) -> tuple[list[RawMsg], int]:
+        """Messages matching the filter from start_seq on, at most batch; and how many more match after them."""
+        ...
+
+    async def last_msgs(self, stream: str, subjects: list[str]) -> dict[str, RawMsg]: ...
+
+    async def subjects(self, stream: str, subject_filter: str) -> dict[str, int]: ...
+
+    async def publish(self, stream: str, subject: str, headers: dict[str, str], body: bytes, expected_last_seq: int | None) -> PubAck: ...
+
+    async def publish_batch(self, subject: str, messages: list[tuple[dict[str, str], bytes]], expected_last_seq: int) -> int:
+        """Atomically store all messages on subject (events stream); the last one's sequence."""
+        ...
+
+    async def setup(self, dry_run: bool = False) -> list[StreamChange]: ...
+
+    async def server_summary(self) -> ServerSummary: ...
+
+    async def close(self) -> None: ...
+
+    def forget(self) -> None:
+        """Drop connections without closing them (after fork)."""
+        ...

@@ -1,0 +1,469 @@
+"""The store's rules, written once over a Backend: versions, conflicts, retries, reads, listing.
+
+Every method is a coroutine. The JetStream store runs them on its portal loop;
+the memory store drives them directly (its backend never suspends).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Iterable
+
+from .backend import Backend, DuplicateBatch, RawMsg, WrongLastSequence
+from .errors import EventTooLarge, InvalidEvent, SnapshotNotFound, VersionConflictError
+from .events import (
+    ActorPage,
+    ActorSnapshot,
+    Event,
+    Malformed,
+    MalformedMessage,
+    ReadResult,
+    check_event,
+    check_snapshot,
+    decode_event,
+    decode_snapshot,
+    encode_event,
+    encode_snapshot,
+    header_version,
+    summary,
+)
+from .subjects import Subjects, validate_actor_id
+
+log = logging.getLogger("django_eventstore")
+
+EVENTS = "events"
+SNAPSHOTS = "snapshots"
+READ_BATCH = 4096
+MAX_APPEND = 1000  # the server's limit of messages in one atomic batch
+SEEK_FROM = 1024  # skip-ahead by binary search pays from about this many events on
+MAX_PUBLISH_ATTEMPTS = 5
+MAX_PAGE = 1000  # multi_last answers at most 1,024 subjects
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    """What the server says of an actor: latest good version, its event, and the subject's last sequence."""
+
+    version: int
+    last_seq: int  # sequence of the subject's last message (well-formed or not): the expectation
+    event_id: str | None = None
+    event_seq: int = 0  # sequence of the latest well-formed event
+
+
+_EMPTY = _State(0, 0)
+
+
+def _header_size(headers: dict[str, str]) -> int:
+    return 12 + sum(len(k) + len(v.encode()) + 4 for k, v in headers.items())
+
+
+class Engine:
+    """The event store over a Backend (see module docstring)."""
+
+    def __init__(self, backend: Backend, subjects: Subjects, cache_size: int = 10_000):
+        self.backend = backend
+        self.subjects = subjects
+        self._cache: OrderedDict[str, _State] = OrderedDict()
+        self._cache_size = cache_size
+
+    # ----- the version cache (a hint: the server has the last word) -----
+
+    def _cached(self, actor_id: str) -> _State | None:
+        state = self._cache.get(actor_id)
+        if state is not None:
+            self._cache.move_to_end(actor_id)
+        return state
+
+    def _remember(self, actor_id: str, state: _State) -> None:
+        if self._cache_size <= 0:
+            return
+        self._cache[actor_id] = state
+        self._cache.move_to_end(actor_id)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def forget_cache(self) -> None:
+        self._cache.clear()
+
+    # ----- reading an actor's state -----
+
+    def _decode(self, actor_id: str, msg: RawMsg) -> Event:
+        return decode_event(actor_id, msg.headers, msg.data, msg.seq)
+
+    async def _read_state(self, actor_id: str, subject: str) -> _State:
+        msg = await self.backend.last_msg(EVENTS, subject)
+        if msg is None:
+            state = _EMPTY
+        else:
+            try:
+                event = self._decode(actor_id, msg)
+                state = _State(event.version, msg.seq, event.id, msg.seq)  # type: ignore[arg-type]
+            except Malformed:
+                good = await self._last_good_event(actor_id, subject)
+                state = _State(good.version, msg.seq, good.id, good.position) if good else _State(0, msg.seq)  # type: ignore[arg-type]
+        self._remember(actor_id, state)
+        return state
+
+    async def _last_good_event(self, actor_id: str, subject: str) -> Event | None:
+        """The latest well-formed event when the subject's last message is malformed (a scan: rare)."""
+        result = await self._read_subject(actor_id, subject, 1, 0, None)
+        return result.events[-1] if result.events else None
+
+    async def get_latest_version(self, actor_id: str) -> int:
+        subject = self.subjects.event_subject(actor_id)
+        return (await self._read_state(actor_id, subject)).version
+
+    # ----- writing -----
+
+    def _check_size(self, headers: dict[str, str], body: bytes, what: str) -> None:
+        size = len(body) + _header_size(headers) + 64
+        if size > self.backend.max_payload:
+            raise EventTooLarge(size, self.backend.max_payload, what)
+
+    async def save_event(self, event: Event) -> Event:
+        check_event(event)
+        subject = self.subjects.event_subject(event.actor_id)  # type: ignore[arg-type]
+        headers, body = encode_event(event)
+        actor_id: str = event.actor_id  # type: ignore[assignment]
+        version: int = event.version  # type: ignore[assignment]
+        state = self._cached(actor_id)
+        fresh = False
+        if state is None:
+            state, fresh = await self._read_state(actor_id, subject), True
+        self._check_size(headers, body, f"event {event.event_type!r} of actor {event.actor_id!r}")
+        for _ in range(MAX_PUBLISH_ATTEMPTS):
+            if state is None or (version != state.version + 1 and not fresh):
+                state, fresh = await self._read_state(actor_id, subject), True
+            if version != state.version + 1:
+                return await self._settle_retry(actor_id, [event], state)
+            try:
+                ack = await self.backend.publish(EVENTS, subject, headers, body, state.last_seq)
+            except WrongLastSequence:
+                state, fresh = None, False
+                continue
+            if ack.duplicate:
+                return await self._settle_duplicate(actor_id, event, ack.seq)
+            self._remember(actor_id, _State(version, ack.seq, event.id, ack.seq))
+            return replace(event, position=ack.seq)
+        raise VersionConflictError(actor_id, version, (await self._read_state(actor_id, subject)).version)
+
+    async def _settle_retry(self, actor_id: str, events: list[Event], state: _State) -> Event:
+        """The versions do not follow the stored one: our own earlier write, or a real conflict."""
+        last = events[-1]
+        if state.version == last.version and state.event_id == last.id:
+            stored = await self._stored_tail(actor_id, events, state)
+            if stored is not None:
+                return stored  # type: ignore[return-value]
+        raise VersionConflictError(actor_id, events[0].version, state.version)  # type: ignore[arg-type]
+
+    async def _stored_tail(self, actor_id: str, events: list[Event], state: _State) -> Event | list[Event] | None:
+        subject = self.subjects.event_subject(actor_id)
+        if len(events) == 1:
+            msg = await self.backend.msg_at(EVENTS, state.event_seq)
+            return self._decode(actor_id, msg) if msg is not None else None
+        stored = (await self._read_subject(actor_id, subject, events[0].version, 0, len(events))).events  # type: ignore[arg-type]
+        if [e.id for e in stored] != [e.id for e in events]:
+            return None
+        return stored
+
+    async def _settle_duplicate(self, actor_id: str, event: Event, seq: int) -> Event:
+        msg = await self.backend.msg_at(EVENTS, seq)
+        if msg is not None and msg.subject == self.subjects.event_subject(actor_id):
+            stored = self._decode(actor_id, msg)
+            if stored.version == event.version:
+                return stored
+        raise InvalidEvent(f"event id {event.id!r} is already used by another stored event (position {seq})")
+
+    async def append(self, actor_id: str, events: Iterable[Event], expected_version: int) -> list[Event]:
+        validate_actor_id(actor_id)
+        if type(expected_version) is not int or expected_version < 0:
+            raise InvalidEvent(f"expected_version must be an int >= 0, got {expected_version!r}")
+        prepared = self._prepare_batch(actor_id, list(events), expected_version)
+        if not prepared:
+            return []
+        if len(prepared) == 1:
+            return [await self.save_event(prepared[0])]
+        subject = self.subjects.event_subject(actor_id)
+        encoded = [encode_event(event) for event in prepared]
+        state = self._cached(actor_id)
+        fresh = False
+        if state is None:
+            state, fresh = await self._read_state(actor_id, subject), True
+        for event, (headers, body) in zip(prepared, encoded):
+            self._check_size(headers, body, f"event {event.version} ({event.event_type!r}) of the batch")
+        for _ in range(MAX_PUBLISH_ATTEMPTS):
+            if state is None or (state.version != expected_version and not fresh):
+                state, fresh = await self._read_state(actor_id, subject), True
+            if state.version != expected_version:
+                return await self._settle_batch_retry(actor_id, prepared, state)
+            try:
+                last_seq = await self.backend.publish_batch(subject, encoded, state.last_seq)
+            except (WrongLastSequence, DuplicateBatch):
+                state, fresh = None, False
+                continue
+            last = prepared[-1]
+            self._remember(actor_id, _State(last.version, last_seq, last.id, last_seq))  # type: ignore[arg-type]
+            first_seq = last_seq - len(prepared) + 1
+            return [replace(e, position=first_seq + i) for i, e in enumerate(prepared)]
+        raise VersionConflictError(actor_id, expected_version + 1, (await self._read_state(actor_id, subject)).version)
+
+    async def _settle_batch_retry(self, actor_id: str, events: list[Event], state: _State) -> list[Event]:
+        if state.version == events[-1].version and state.event_id == events[-1].id:
+            stored = await self._stored_tail(actor_id, events, state)
+            if stored is not None:
+                return stored  # type: ignore[return-value]
+        raise VersionConflictError(actor_id, events[0].version, state.version)  # type: ignore[arg-type]
+
+    def _prepare_batch(self, actor_id: str, events: list[Event], expected_version: int) -> list[Event]:
+        if len(events) > MAX_APPEND:
+            raise InvalidEvent(f"append takes at most {MAX_APPEND} events at once, got {len(events)}")
+        prepared = []
+        ids = set()
+        for i, event in enumerate(events, start=1):
+            if not isinstance(event, Event):
+                raise InvalidEvent(f"event {i} of the batch is a {type(event).__name__}, not an Event")
+            want = expected_version + i
+            if event.actor_id not in (None, actor_id):
+                raise InvalidEvent(f"event {i} of the batch names actor {event.actor_id!r}, not {actor_id!r}")
+            if event.version is not None and event.version != want:
+                raise InvalidEvent(f"event {i} of the batch has version {event.version!r}; after expected_version {expected_version} it must be {want}")
+            event = replace(event, actor_id=actor_id, version=want)
+            check_event(event)
+            if event.id in ids:
+                raise InvalidEvent(f"event id {event.id!r} appears twice in the batch")
+            ids.add(event.id)
+            prepared.append(event)
+        return prepared
+
+    # ----- reading events -----
+
+    async def _read_subject(
+        self, actor_id: str, subject: str, start_seq: int, from_version: int, limit: int | None
+    ) -> ReadResult:
+        events: list[Event] = []
+        errors: list[MalformedMessage] = []
+        seq = start_seq
+        while limit is None or len(events) < limit:
+            msgs, pending = await self.backend.next_msgs(EVENTS, subject, seq, READ_BATCH)
+            for msg in msgs:
+                try:
+                    event = self._decode(actor_id, msg)
+                except Malformed as e:
+                    errors.append(MalformedMessage(msg.seq, str(e), msg.data, msg.subject, msg.headers))
+                    continue
+                if event.version > from_version:  # type: ignore[operator]
+                    events.append(event)
+                    if limit is not None and len(events) >= limit:
+                        break
+            if not msgs or pending == 0:
+                break
+            seq = msgs[-1].seq + 1
+        return ReadResult(events, errors)
+
+    async def _seek(self, actor_id: str, subject: str, version: int, hi: int) -> int:
+        """A stream sequence at or before the event with ``version`` (binary search; 1 when unsure)."""
+        lo, best = 1, 1
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            msgs, _ = await self.backend.next_msgs(EVENTS, subject, mid, 1)
+            if not msgs or msgs[0].seq > hi:
+                hi = mid - 1
+                continue
+            found = header_version(msgs[0].headers)
+            if found is None:
+                return best  # a malformed message: scan from the last known good point
+            if found <= version:
+                best = msgs[0].seq
+                if found == version:
+                    return best
+                lo = msgs[0].seq + 1
+            else:
+                hi = mid - 1
+        return best
+
+    async def get_events_with_errors(
+        self, actor_id: str, from_version: int = 0, *, limit: int | None = None, after_position: int = 0
+    ) -> ReadResult:
+        """Well-formed events with versions above from_version, and the malformed messages met on the way."""
+        subject = self.subjects.event_subject(actor_id)
+        if type(from_version) is not int or from_version < 0:
+            raise InvalidEvent(f"from_version must be an int >= 0, got {from_version!r}")
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise InvalidEvent(f"limit must be an int >= 1 or None, got {limit!r}")
+        start = after_position + 1
+        if from_version >= SEEK_FROM and after_position == 0:
+            state = await self._read_state(actor_id, subject)
+            if from_version >= state.version:
+                return ReadResult([], [])
+            start = await self._seek(actor_id, subject, from_version + 1, state.last_seq)
+        return await self._read_subject(actor_id, subject, start, from_version, limit)
+
+    async def get_events(
+        self, actor_id: str, from_version: int = 0, *, limit: int | None = None, after_position: int = 0
+    ) -> list[Event]:
+        result = await self.get_events_with_errors(actor_id, from_version, limit=limit, after_position=after_position)
+        for err in result.errors:
+            log.warning("skipping malformed message at position %s on actor %r: %s", err.position, actor_id, err.reason)
+        return result.events
+
+    async def read_all_with_errors(
+        self,
+        after_position: int = 0,
+        limit: int = 100,
+        *,
+        actor_type: str | None = None,
+        actor_id: str | None = None,
+    ) -> ReadResult:
+        """Events of all actors (or of one type, or one actor) in stream order, with malformed messages."""
+        if type(after_position) is not int or after_position < 0:
+            raise InvalidEvent(f"after_position must be an int >= 0, got {after_position!r}")
+        if type(limit) is not int or limit < 1:
+            raise InvalidEvent(f"limit must be an int >= 1, got {limit!r}")
+        if actor_id is not None:
+            subject = self.subjects.event_subject(actor_id)
+        else:
+            subject = self.subjects.events_filter(actor_type)
+        events: list[Event] = []
+        errors: list[MalformedMessage] = []
+        seq = after_position + 1
+        while len(events) + len(errors) < limit:
+            msgs, pending = await self.backend.next_msgs(EVENTS, subject, seq, min(READ_BATCH, limit - len(events) - len(errors)))
+            for msg in msgs:
+                try:
+                    events.append(self._decode(self.subjects.actor_id_of(msg.subject), msg))
+                except (Malformed, ValueError) as e:
+                    errors.append(MalformedMessage(msg.seq, str(e), msg.data, msg.subject, msg.headers))
+            if not msgs or pending == 0:
+                break
+            seq = msgs[-1].seq + 1
+        return ReadResult(events, errors)
+
+    async def read_all(self, after_position: int = 0, limit: int = 100, *, actor_type: str | None = None) -> list[Event]:
+        result = await self.read_all_with_errors(after_position, limit, actor_type=actor_type)
+        for err in result.errors:
+            log.warning("skipping malformed message at position %s on %s: %s", err.position, err.subject, err.reason)
+        return result.events
+
+    # ----- snapshots -----
+
+    async def save_snapshot(self, snapshot: ActorSnapshot) -> ActorSnapshot:
+        check_snapshot(snapshot)
+        actor_id = snapshot.actor_id
+        subject = self.subjects.event_subject(actor_id)
+        state = await self._read_state(actor_id, subject)
+        if snapshot.version > state.version:
+            raise VersionConflictError(
+                actor_id,
+                snapshot.version,
+                state.version,
+                f"snapshot of actor {actor_id!r} at version {snapshot.version} is ahead of its latest version {state.version}",
+            )
+        position = state.event_seq
+        if snapshot.version != state.version:
+            start = await self._seek(actor_id, subject, snapshot.version, state.last_seq)
+            found = await self._read_subject(actor_id, subject, start, snapshot.version - 1, 1)
+            position = found.events[0].position if found.events else 0  # type: ignore[assignment]
+        headers, body = encode_snapshot(snapshot, position)
+        self._check_size(headers, body, f"snapshot of actor {actor_id!r}")
+        await self.backend.publish(SNAPSHOTS, self.subjects.snapshot_subject(actor_id), headers, body, None)
+        return replace(snapshot, position=position)
+
+    async def get_latest_snapshot(self, actor_id: str) -> ActorSnapshot:
+        msg = await self.backend.last_msg(SNAPSHOTS, self.subjects.snapshot_subject(actor_id))
+        if msg is None:
+            raise SnapshotNotFound(actor_id)
+        try:
+            return decode_snapshot(actor_id, msg.data)
+        except Malformed as e:
+            log.warning("snapshot of actor %r at position %s is malformed: %s", actor_id, msg.seq, e)
+            raise SnapshotNotFound(actor_id) from None
+
+    # ----- listing actors -----
+
+    async def actor_ids(self, actor_type: str | None = None, prefix: str | None = None) -> list[str]:
+        """Every actor id with at least one message, sorted, optionally of one type and id prefix."""
+        subjects = await self.backend.subjects(EVENTS, self.subjects.events_filter(actor_type))
+        ids = []
+        for subject in subjects:
+            try:
+                ids.append(self.subjects.actor_id_of(subject))
+            except ValueError:
+                log.warning("ignoring subject %r: not an encoded actor subject", subject)
+        if prefix:
+            ids = [i for i in ids if i.startswith(prefix)]
+        ids.sort()
+        return ids
+
+    async def actor_types(self) -> list[str]:
+        """The actor types present, sorted."""
+        subjects = await self.backend.subjects(EVENTS, self.subjects.events_filter())
+        types = set()
+        for subject in subjects:
+            try:
+                types.add(summary(self.subjects.actor_id_of(subject), 0, None).actor_type)
+            except ValueError:
+                continue
+        return sorted(types)
+
+    async def list_actors(
+        self,
+        actor_type: str | None = None,
+        prefix: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+        offset: int = 0,
+    ) -> ActorPage:
+        if type(limit) is not int or not 1 <= limit <= MAX_PAGE:
+            raise InvalidEvent(f"limit must be an int from 1 to {MAX_PAGE}, got {limit!r}")
+        if type(offset) is not int or offset < 0:
+            raise InvalidEvent(f"offset must be an int >= 0, got {offset!r}")
+        ids = await self.actor_ids(actor_type, prefix)
+        start = bisect.bisect_right(ids, after) if after is not None else 0
+        start += offset
+        page_ids = ids[start : start + limit]
+        versions = await self._latest_versions(page_ids)
+        snapshots = await self._snapshot_versions(page_ids)
+        actors = [summary(i, versions[i], snapshots.get(i)) for i in page_ids]
+        more = start + limit < len(ids)
+        return ActorPage(actors, page_ids[-1] if more and page_ids else None, len(ids))
+
+    async def _latest_versions(self, actor_ids: list[str]) -> dict[str, int]:
+        if not actor_ids:
+            return {}
+        by_subject = {self.subjects.event_subject(i): i for i in actor_ids}
+        msgs = await self.backend.last_msgs(EVENTS, list(by_subject))
+        versions = {}
+        for subject, actor_id in by_subject.items():
+            msg = msgs.get(subject)
+            try:
+                if msg is None:
+                    raise Malformed("no message")
+                versions[actor_id] = self._decode(actor_id, msg).version
+            except Malformed:
+                versions[actor_id] = (await self._read_state(actor_id, subject)).version
+        return versions  # type: ignore[return-value]
+
+    async def _snapshot_versions(self, actor_ids: list[str]) -> dict[str, int]:
+        if not actor_ids:
+            return {}
+        by_subject = {self.subjects.snapshot_subject(i): i for i in actor_ids}
+        msgs = await self.backend.last_msgs(SNAPSHOTS, list(by_subject))
+        out = {}
+        for subject, msg in msgs.items():
+            version = header_version(msg.headers)
+            if subject in by_subject and version is not None:
+                out[by_subject[subject]] = version
+        return out
+
+    async def snapshot_versions(self, actor_ids: list[str]) -> dict[str, int]:
+        """Snapshot version of each actor that has one (one batched lookup)."""
+        for actor_id in actor_ids:
+            validate_actor_id(actor_id)
+        return await self._snapshot_versions(list(actor_ids))
+
+    async def close(self) -> None:
+        await self.backend.close()
+

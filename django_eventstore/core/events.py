@@ -1,0 +1,281 @@
+"""The store's value types and their wire format (JSON body plus ``Es-*`` headers)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from .errors import InvalidEvent
+from .subjects import actor_type as _actor_type
+from .subjects import validate_actor_id
+
+H_MSG_ID = "Nats-Msg-Id"
+H_VERSION = "Es-Version"
+H_EVENT_TYPE = "Es-Event-Type"
+MAX_EVENT_TYPE_LENGTH = 256
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_loads = json.loads
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def format_timestamp(ts: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``."""
+    return ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def parse_timestamp(text: str) -> datetime:
+    ts = datetime.fromisoformat(text)
+    if ts.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no time zone")
+    return ts.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Event:
+    """One fact about an actor. ``position`` (stream sequence) is set on events read back."""
+
+    event_type: str
+    data: dict[str, Any] = field(default_factory=dict)
+    actor_id: str | None = None
+    version: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=_new_id)
+    timestamp: datetime = field(default_factory=utcnow)
+    position: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The REST API's (and export's) JSON shape."""
+        return {
+            "id": self.id,
+            "event_type": self.event_type,
+            "actor_id": self.actor_id,
+            "version": self.version,
+            "data": self.data,
+            "metadata": self.metadata,
+            "timestamp": format_timestamp(self.timestamp),
+            "position": self.position,
+        }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ActorSnapshot:
+    """An actor's state as of ``version``; ``position`` is the stream sequence of that version's event."""
+
+    actor_id: str
+    version: int
+    state: dict[str, Any] = field(default_factory=dict)
+    timestamp: datetime = field(default_factory=utcnow)
+    position: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "actor_id": self.actor_id,
+            "version": self.version,
+            "state": self.state,
+            "timestamp": format_timestamp(self.timestamp),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ActorSummary:
+    actor_id: str
+    actor_type: str
+    latest_version: int
+    snapshot_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActorPage:
+    """One page of actors, ordered by actor id; pass ``next_after`` as ``after`` for the next page."""
+
+    actors: list[ActorSummary]
+    next_after: str | None
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedMessage:
+    """A message on an actor's subject that is not a well-formed event."""
+
+    position: int
+    reason: str
+    raw: bytes
+    subject: str = ""
+    headers: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    events: list[Event]
+    errors: list[MalformedMessage]
+
+
+class Malformed(Exception):
+    """Raised by the decoders; carries the reason a message is not well-formed."""
+
+
+def check_version(version: object, what: str = "version") -> int:
+    if type(version) is not int or version < 1:
+        raise InvalidEvent(f"{what} must be an int >= 1, got {version!r}")
+    return version
+
+
+def check_event(event: Event) -> None:
+    """Raise InvalidEvent (or InvalidActorId) naming what is wrong with an event about to be stored."""
+    if not isinstance(event, Event):
+        raise InvalidEvent(f"expected an Event, got {type(event).__name__}")
+    validate_actor_id(event.actor_id)
+    check_version(event.version)
+    et = event.event_type
+    if not isinstance(et, str) or not et.strip():
+        raise InvalidEvent(f"event_type must be a non-empty string, got {et!r}")
+    if len(et) > MAX_EVENT_TYPE_LENGTH or any(ord(c) < 32 or ord(c) == 127 for c in et):
+        raise InvalidEvent(f"event_type must be at most {MAX_EVENT_TYPE_LENGTH} printable characters, got {et!r}")
+    if not isinstance(event.id, str) or not event.id or len(event.id) > 128 or not event.id.isprintable() or " " in event.id:
+        raise InvalidEvent(f"event id must be a non-empty printable string of at most 128 characters without spaces, got {event.id!r}")
+    if not isinstance(event.data, dict):
+        raise InvalidEvent(f"data must be a dict, got {type(event.data).__name__}")
+    if not isinstance(event.metadata, dict):
+        raise InvalidEvent(f"metadata must be a dict, got {type(event.metadata).__name__}")
+    if not isinstance(event.timestamp, datetime) or event.timestamp.tzinfo is None:
+        raise InvalidEvent("timestamp must be an aware datetime")
+
+
+def _json(obj: Any, what: str) -> bytes:
+    try:
+        return _dumps(obj).encode("utf-8")
+    except (TypeError, ValueError) as e:
+        raise InvalidEvent(f"{what} is not JSON serialisable: {e}") from None
+
+
+def encode_event(event: Event) -> tuple[dict[str, str], bytes]:
+    """Headers and body of an event's message; the event must have passed check_event."""
+    body = _json(
+        {
+            "id": event.id,
+            "eventType": event.event_type,
+            "actorId": event.actor_id,
+            "version": event.version,
+            "data": event.data,
+            "metadata": event.metadata,
+            "timestamp": format_timestamp(event.timestamp),
+        },
+        f"event {event.event_type!r} of actor {event.actor_id!r}",
+    )
+    headers = {H_MSG_ID: event.id, H_VERSION: str(event.version), H_EVENT_TYPE: event.event_type}
+    return headers, body
+
+
+def decode_event(actor_id: str, headers: Mapping[str, str] | None, body: bytes, position: int) -> Event:
+    """The event stored in a message on ``actor_id``'s subject; Malformed when it is not well-formed."""
+    try:
+        doc = _loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise Malformed(f"body is not JSON: {e}") from None
+    if type(doc) is not dict:
+        raise Malformed("body is not a JSON object")
+    try:
+        version = doc["version"]
+        event_type = doc["eventType"]
+        event_id = doc["id"]
+        data = doc["data"]
+        metadata = doc.get("metadata", {})
+        body_actor = doc["actorId"]
+        ts_text = doc["timestamp"]
+    except KeyError as e:
+        raise Malformed(f"body has no {e.args[0]!r} field") from None
+    if type(version) is not int or version < 1:
+        raise Malformed(f"version {version!r} is not an int >= 1")
+    if type(event_type) is not str or type(event_id) is not str or type(data) is not dict or type(metadata) is not dict:
+        raise Malformed("body fields have the wrong types")
+    if body_actor != actor_id:
+        raise Malformed(f"body names actor {body_actor!r}, the subject actor {actor_id!r}")
+    if not headers:
+        raise Malformed("message has no Es-* headers")
+    if headers.get(H_VERSION) != str(version):
+        raise Malformed(f"header Es-Version {headers.get(H_VERSION)!r} disagrees with body version {version}")
+    if headers.get(H_EVENT_TYPE) != event_type:
+        raise Malformed(f"header Es-Event-Type {headers.get(H_EVENT_TYPE)!r} disagrees with body eventType {event_type!r}")
+    msg_id = headers.get(H_MSG_ID)
+    if msg_id is not None and msg_id != event_id:
+        raise Malformed(f"header Nats-Msg-Id {msg_id!r} disagrees with body id {event_id!r}")
+    try:
+        timestamp = parse_timestamp(ts_text)
+    except (TypeError, ValueError) as e:
+        raise Malformed(f"bad timestamp: {e}") from None
+    return Event(
+        event_type=event_type,
+        data=data,
+        actor_id=actor_id,
+        version=version,
+        metadata=metadata,
+        id=event_id,
+        timestamp=timestamp,
+        position=position,
+    )
+
+
+def header_version(headers: Mapping[str, str] | None) -> int | None:
+    """The Es-Version header as an int, None when absent or bad."""
+    if not headers:
+        return None
+    text = headers.get(H_VERSION)
+    if text is None or not text.isdigit():
+        return None
+    return int(text)
+
+
+def check_snapshot(snapshot: ActorSnapshot) -> None:
+    if not isinstance(snapshot, ActorSnapshot):
+        raise InvalidEvent(f"expected an ActorSnapshot, got {type(snapshot).__name__}")
+    validate_actor_id(snapshot.actor_id)
+    check_version(snapshot.version, "snapshot version")
+    if not isinstance(snapshot.state, dict):
+        raise InvalidEvent(f"snapshot state must be a dict, got {type(snapshot.state).__name__}")
+    if not isinstance(snapshot.timestamp, datetime) or snapshot.timestamp.tzinfo is None:
+        raise InvalidEvent("snapshot timestamp must be an aware datetime")
+
+
+def encode_snapshot(snapshot: ActorSnapshot, position: int) -> tuple[dict[str, str], bytes]:
+    body = _json(
+        {
+            "actorId": snapshot.actor_id,
+            "version": snapshot.version,
+            "state": snapshot.state,
+            "timestamp": format_timestamp(snapshot.timestamp),
+            "position": position,
+        },
+        f"snapshot state of actor {snapshot.actor_id!r}",
+    )
+    return {H_VERSION: str(snapshot.version)}, body
+
+
+def decode_snapshot(actor_id: str, body: bytes) -> ActorSnapshot:
+    try:
+        doc = _loads(body)
+        if doc["actorId"] != actor_id:
+            raise Malformed(f"snapshot names actor {doc['actorId']!r}")
+        return ActorSnapshot(
+            actor_id=actor_id,
+            version=check_version(doc["version"]),
+            state=doc["state"],
+            timestamp=parse_timestamp(doc["timestamp"]),
+            position=doc.get("position"),
+        )
+    except (ValueError, KeyError, TypeError, InvalidEvent) as e:
+        raise Malformed(f"snapshot is not well-formed: {e}") from None
+
+
+def summary(actor_id: str, latest_version: int, snapshot_version: int | None) -> ActorSummary:
+    return ActorSummary(actor_id, _actor_type(actor_id), latest_version, snapshot_version)

@@ -1,0 +1,140 @@
+"""The public store API: every operation as a sync method and an ``a``-prefixed async twin.
+
+Subclasses say how a coroutine of the engine is run: on the portal loop
+(JetStream) or directly in the caller's thread (memory).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Coroutine, Iterable, TypeVar
+
+from .backend import ServerSummary, StreamChange
+from .engine import Engine
+from .events import ActorPage, ActorSnapshot, Event, ReadResult
+
+T = TypeVar("T")
+
+
+class EventStore:
+    """Event sourcing over a stream backend; see DESIGN section 4 for the contract."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        raise NotImplementedError
+
+    async def _acall(self, coro: Coroutine[Any, Any, T]) -> T:
+        raise NotImplementedError
+
+    # --- writes ---
+    def save_event(self, event: Event) -> Event:
+        """Store one event at its version; returns it with its position. VersionConflictError if taken."""
+        return self._call(self.engine.save_event(event))
+
+    async def asave_event(self, event: Event) -> Event:
+        return await self._acall(self.engine.save_event(event))
+
+    def append(self, actor_id: str, events: Iterable[Event], expected_version: int) -> list[Event]:
+        """Store events atomically as versions expected_version+1...; returns them with positions."""
+        return self._call(self.engine.append(actor_id, list(events), expected_version))
+
+    async def aappend(self, actor_id: str, events: Iterable[Event], expected_version: int) -> list[Event]:
+        return await self._acall(self.engine.append(actor_id, list(events), expected_version))
+
+    def save_snapshot(self, snapshot: ActorSnapshot) -> ActorSnapshot:
+        """Store a snapshot at or below the actor's latest version; returns it with its event's position."""
+        return self._call(self.engine.save_snapshot(snapshot))
+
+    async def asave_snapshot(self, snapshot: ActorSnapshot) -> ActorSnapshot:
+        return await self._acall(self.engine.save_snapshot(snapshot))
+
+    # --- reads of one actor ---
+    def get_latest_version(self, actor_id: str) -> int:
+        """The actor's latest version from the server (0 when it has none): one direct get."""
+        return self._call(self.engine.get_latest_version(actor_id))
+
+    async def aget_latest_version(self, actor_id: str) -> int:
+        return await self._acall(self.engine.get_latest_version(actor_id))
+
+    def get_events(self, actor_id: str, from_version: int = 0, *, limit: int | None = None, after_position: int = 0) -> list[Event]:
+        """Events with versions above from_version, in order; malformed messages skipped with a warning.
+
+        ``after_position`` (e.g. a snapshot's position) starts the read after that stream sequence.
+        """
+        return self._call(self.engine.get_events(actor_id, from_version, limit=limit, after_position=after_position))
+
+    async def aget_events(self, actor_id: str, from_version: int = 0, *, limit: int | None = None, after_position: int = 0) -> list[Event]:
+        return await self._acall(self.engine.get_events(actor_id, from_version, limit=limit, after_position=after_position))
+
+    def get_events_with_errors(self, actor_id: str, from_version: int = 0, *, limit: int | None = None, after_position: int = 0) -> ReadResult:
+        """Like get_events, with the malformed messages reported (position, reason, raw bytes)."""
+        return self._call(self.engine.get_events_with_errors(actor_id, from_version, limit=limit, after_position=after_position))
+
+    async def aget_events_with_errors(self, actor_id: str, from_version: int = 0, *, limit: int | None = None, after_position: int = 0) -> ReadResult:
+        return await self._acall(self.engine.get_events_with_errors(actor_id, from_version, limit=limit, after_position=after_position))
+
+    def get_latest_snapshot(self, actor_id: str) -> ActorSnapshot:
+        """The actor's latest snapshot; SnapshotNotFound when it has none."""
+        return self._call(self.engine.get_latest_snapshot(actor_id))
+
+    async def aget_latest_snapshot(self, actor_id: str) -> ActorSnapshot:
+        return await self._acall(self.engine.get_latest_snapshot(actor_id))
+
+    # --- reads across actors ---
+    def list_actors(self, actor_type: str | None = None, prefix: str | None = None, limit: int = 100, after: str | None = None, offset: int = 0) -> ActorPage:
+        """A page of actors ordered by id, with latest and snapshot versions, and the total matching."""
+        return self._call(self.engine.list_actors(actor_type, prefix, limit, after, offset))
+
+    async def alist_actors(self, actor_type: str | None = None, prefix: str | None = None, limit: int = 100, after: str | None = None, offset: int = 0) -> ActorPage:
+        return await self._acall(self.engine.list_actors(actor_type, prefix, limit, after, offset))
+
+    def actor_types(self) -> list[str]:
+        """The actor types present in the store, sorted."""
+        return self._call(self.engine.actor_types())
+
+    async def aactor_types(self) -> list[str]:
+        return await self._acall(self.engine.actor_types())
+
+    def snapshot_versions(self, actor_ids: list[str]) -> dict[str, int]:
+        """Snapshot version of each given actor that has one, in one batched lookup."""
+        return self._call(self.engine.snapshot_versions(actor_ids))
+
+    async def asnapshot_versions(self, actor_ids: list[str]) -> dict[str, int]:
+        return await self._acall(self.engine.snapshot_versions(actor_ids))
+
+    def read_all(self, after_position: int = 0, limit: int = 100, *, actor_type: str | None = None) -> list[Event]:
+        """Events of all actors in global (stream) order, after a position."""
+        return self._call(self.engine.read_all(after_position, limit, actor_type=actor_type))
+
+    async def aread_all(self, after_position: int = 0, limit: int = 100, *, actor_type: str | None = None) -> list[Event]:
+        return await self._acall(self.engine.read_all(after_position, limit, actor_type=actor_type))
+
+    def read_all_with_errors(self, after_position: int = 0, limit: int = 100, *, actor_type: str | None = None, actor_id: str | None = None) -> ReadResult:
+        """Like read_all (optionally for one actor), with malformed messages reported."""
+        return self._call(self.engine.read_all_with_errors(after_position, limit, actor_type=actor_type, actor_id=actor_id))
+
+    async def aread_all_with_errors(self, after_position: int = 0, limit: int = 100, *, actor_type: str | None = None, actor_id: str | None = None) -> ReadResult:
+        return await self._acall(self.engine.read_all_with_errors(after_position, limit, actor_type=actor_type, actor_id=actor_id))
+
+    # --- administration ---
+    def setup(self, dry_run: bool = False) -> list[StreamChange]:
+        """Create or update the two streams from the configuration (idempotent)."""
+        return self._call(self.engine.backend.setup(dry_run))
+
+    async def asetup(self, dry_run: bool = False) -> list[StreamChange]:
+        return await self._acall(self.engine.backend.setup(dry_run))
+
+    def server_summary(self) -> ServerSummary:
+        """Server version and URL, account usage, and both streams' state."""
+        return self._call(self.engine.backend.server_summary())
+
+    async def aserver_summary(self) -> ServerSummary:
+        return await self._acall(self.engine.backend.server_summary())
+
+    def close(self) -> None:
+        """Close the connection; the store reconnects if used again."""
+        self._call(self.engine.close())
+
+    async def aclose(self) -> None:
+        await self._acall(self.engine.close())

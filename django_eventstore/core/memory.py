@@ -1,0 +1,184 @@
+"""An in-memory store with the JetStream store's contract, for a project's own unit tests.
+
+It models the few stream operations the store needs (per-subject last
+sequence, expected-last-sequence publishes, message-id dedupe, atomic
+batches), so the same engine, and the same contract suite, runs over it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from typing import Any, Coroutine, TypeVar
+
+from .backend import DuplicateBatch, PubAck, RawMsg, ServerSummary, StreamChange, StreamSummary, WrongLastSequence
+from .engine import EVENTS, SNAPSHOTS, Engine
+from .facade import EventStore
+from .subjects import Subjects
+
+T = TypeVar("T")
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard matching: ``*`` one token, ``>`` one or more trailing tokens."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, token in enumerate(p):
+        if token == ">":
+            return len(s) > i
+        if i >= len(s) or (token != "*" and token != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+class _MemoryStream:
+    def __init__(self, name: str, subjects: list[str], max_msgs_per_subject: int = -1):
+        self.name = name
+        self.subject_filters = subjects
+        self.max_per_subject = max_msgs_per_subject
+        self.msgs: dict[int, RawMsg] = {}
+        self.by_subject: dict[str, list[int]] = {}
+        self.msg_ids: dict[str, int] = {}
+        self.last_seq = 0
+
+    def store(self, subject: str, headers: dict[str, str], body: bytes) -> int:
+        self.last_seq += 1
+        seq = self.last_seq
+        self.msgs[seq] = RawMsg(subject, seq, dict(headers), bytes(body))
+        seqs = self.by_subject.setdefault(subject, [])
+        seqs.append(seq)
+        if self.max_per_subject > 0 and len(seqs) > self.max_per_subject:
+            for old in seqs[: -self.max_per_subject]:
+                del self.msgs[old]
+            del seqs[: -self.max_per_subject]
+        msg_id = headers.get("Nats-Msg-Id")
+        if msg_id:
+            self.msg_ids[msg_id] = seq
+        return seq
+
+    def last_for(self, subject: str) -> int:
+        seqs = self.by_subject.get(subject)
+        return seqs[-1] if seqs else 0
+
+
+class MemoryBackend:
+    """The stream primitives over dicts, under one lock."""
+
+    max_payload = 1024 * 1024
+
+    def __init__(self, subjects: Subjects, stream: str = "EVENTSTORE", snapshots_keep: int = 1):
+        self._lock = threading.RLock()
+        self.streams = {
+            EVENTS: _MemoryStream(stream, [subjects.events_filter()]),
+            SNAPSHOTS: _MemoryStream(f"{stream}_SNAPSHOTS", [subjects.snapshots_filter()], snapshots_keep),
+        }
+
+    async def last_msg(self, stream: str, subject: str) -> RawMsg | None:
+        with self._lock:
+            s = self.streams[stream]
+            seq = s.last_for(subject)
+            return s.msgs[seq] if seq else None
+
+    async def msg_at(self, stream: str, seq: int) -> RawMsg | None:
+        with self._lock:
+            return self.streams[stream].msgs.get(seq)
+
+    async def next_msgs(self, stream: str, subject_filter: str, start_seq: int, batch: int) -> tuple[list[RawMsg], int]:
+        with self._lock:
+            s = self.streams[stream]
+            if "*" in subject_filter or ">" in subject_filter:
+                seqs = [q for q in sorted(s.msgs) if q >= start_seq and subject_matches(subject_filter, s.msgs[q].subject)]
+            else:
+                all_seqs = s.by_subject.get(subject_filter, [])
+                seqs = all_seqs[bisect.bisect_left(all_seqs, start_seq) :]
+            return [s.msgs[q] for q in seqs[:batch]], max(0, len(seqs) - batch)
+
+    async def last_msgs(self, stream: str, subjects: list[str]) -> dict[str, RawMsg]:
+        with self._lock:
+            s = self.streams[stream]
+            return {subj: s.msgs[s.last_for(subj)] for subj in subjects if s.last_for(subj)}
+
+    async def subjects(self, stream: str, subject_filter: str) -> dict[str, int]:
+        with self._lock:
+            s = self.streams[stream]
+            return {subj: len(seqs) for subj, seqs in s.by_subject.items() if seqs and subject_matches(subject_filter, subj)}
+
+    async def publish(self, stream: str, subject: str, headers: dict[str, str], body: bytes, expected_last_seq: int | None) -> PubAck:
+        with self._lock:
+            s = self.streams[stream]
+            if expected_last_seq is not None and s.last_for(subject) != expected_last_seq:
+                raise WrongLastSequence(s.last_for(subject))
+            msg_id = headers.get("Nats-Msg-Id")
+            if msg_id and msg_id in s.msg_ids:
+                return PubAck(s.msg_ids[msg_id], duplicate=True)
+            return PubAck(s.store(subject, headers, body))
+
+    async def publish_batch(self, subject: str, messages: list[tuple[dict[str, str], bytes]], expected_last_seq: int) -> int:
+        with self._lock:
+            s = self.streams[EVENTS]
+            if s.last_for(subject) != expected_last_seq:
+                raise WrongLastSequence(s.last_for(subject))
+            if any(h.get("Nats-Msg-Id") in s.msg_ids for h, _ in messages):
+                raise DuplicateBatch("a message id of the batch is already stored")
+            seq = 0
+            for headers, body in messages:
+                seq = s.store(subject, headers, body)
+            return seq
+
+    async def setup(self, dry_run: bool = False) -> list[StreamChange]:
+        return [StreamChange(s.name, "unchanged") for s in self.streams.values()]
+
+    async def server_summary(self) -> ServerSummary:
+        with self._lock:
+            streams = [
+                StreamSummary(
+                    name=s.name,
+                    subjects=s.subject_filters,
+                    messages=len(s.msgs),
+                    bytes=sum(len(m.data) for m in s.msgs.values()),
+                    first_seq=min(s.msgs, default=0),
+                    last_seq=s.last_seq,
+                    subject_count=sum(1 for seqs in s.by_subject.values() if seqs),
+                    replicas=1,
+                    storage="memory",
+                )
+                for s in self.streams.values()
+            ]
+        return ServerSummary(url="memory://", version="in-memory", streams=streams)
+
+    def publish_raw(self, subject: str, body: bytes, headers: dict[str, str] | None = None) -> int:
+        """Store any message on any subject, as another NATS client could (for tests of malformed data)."""
+        with self._lock:
+            return self.streams[EVENTS].store(subject, headers or {}, body)
+
+    async def close(self) -> None:
+        return None
+
+    def forget(self) -> None:
+        return None
+
+
+def run_now(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (the memory backend's) to its end, in the calling thread."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coro.close()
+    raise RuntimeError("the memory store's coroutine suspended; it must not")
+
+
+class MemoryEventStore(EventStore):
+    """The store over MemoryBackend: same API and contract, no NATS. Not shared between processes."""
+
+    def __init__(self, prefix: str = "es", stream: str = "EVENTSTORE", snapshots_keep: int = 1, cache_size: int = 10_000):
+        subjects = Subjects(prefix)
+        self.backend = MemoryBackend(subjects, stream, snapshots_keep)
+        super().__init__(Engine(self.backend, subjects, cache_size))
+        self._lock = threading.RLock()
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        with self._lock:
+            return run_now(coro)
+
+    async def _acall(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._call(coro)

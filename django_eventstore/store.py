@@ -1,0 +1,66 @@
+"""``get_store()``: the process-wide store configured from ``settings.EVENTSTORE``."""
+
+from __future__ import annotations
+
+import threading
+
+from .conf import get_config
+from .core.facade import EventStore
+
+_lock = threading.Lock()
+_store: EventStore | None = None
+
+
+def build_store(config: dict) -> EventStore:
+    """A new store for a configuration (the shape of ``conf.get_config()``)."""
+    if config["BACKEND"] == "memory":
+        from .core.memory import MemoryEventStore
+
+        return MemoryEventStore(
+            prefix=config["SUBJECT_PREFIX"],
+            stream=config["STREAM"],
+            snapshots_keep=config["SNAPSHOTS_KEEP"],
+            cache_size=config["VERSION_CACHE_SIZE"],
+        )
+    from .core.jetstream import JetStreamEventStore
+
+    servers = config["SERVERS"]
+    if servers == "embedded":
+        from .embedded import ensure_embedded_server
+
+        servers = [ensure_embedded_server()]
+    return JetStreamEventStore(
+        servers,
+        stream=config["STREAM"],
+        subject_prefix=config["SUBJECT_PREFIX"],
+        replicas=config["REPLICAS"],
+        snapshots_keep=config["SNAPSHOTS_KEEP"],
+        timeout=float(config["TIMEOUT"]),
+        auto_setup=config["AUTO_SETUP"],
+        connect_options=config["CONNECT_OPTIONS"],
+        cache_size=config["VERSION_CACHE_SIZE"],
+    )
+
+
+def get_store() -> EventStore:
+    """The store of this process, built on first use (no connection is opened until a call needs one)."""
+    global _store
+    store = _store
+    if store is None:
+        with _lock:
+            if _store is None:
+                _store = build_store(get_config())
+            store = _store
+    return store
+
+
+def reset_store() -> None:
+    """Forget the current store (closing it); the next get_store() builds one from the settings."""
+    global _store
+    with _lock:
+        store, _store = _store, None
+    if store is not None:
+        try:
+            store.close()
+        except Exception:  # noqa: BLE001 - a store that cannot reach NATS has nothing to close
+            pass

@@ -1,0 +1,298 @@
+"""The store contract, one abstract test class run against every store (JetStream and memory).
+
+A subclass provides the ``store`` fixture and ``publish_raw`` (write any bytes
+onto a subject, as another NATS client could).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from django_eventstore import (
+    ActorSnapshot,
+    Event,
+    EventStoreError,
+    EventTooLarge,
+    InvalidActorId,
+    InvalidEvent,
+    SnapshotNotFound,
+    VersionConflictError,
+)
+from django_eventstore.core.facade import EventStore
+
+ODD_IDS = ["a.b", "a_b", "a*", "*", ">", "a b", "ü-1", "x" * 256, "order-1", "order.1", "-lead", "a/b", "a~41"]
+
+
+def ev(actor_id: str, version: int, event_type: str = "Happened", **data) -> Event:
+    return Event(actor_id=actor_id, event_type=event_type, version=version, data=data)
+
+
+class StoreContract:
+    store: EventStore
+
+    def publish_raw(self, store: EventStore, actor_id: str, body: bytes, headers: dict[str, str] | None = None) -> int:
+        raise NotImplementedError
+
+    # ----- versions and conflicts -----
+
+    def test_versions_start_at_one_and_read_back_in_order(self, store):
+        assert store.get_latest_version("order-1") == 0
+        stored = [store.save_event(ev("order-1", v, n=v)) for v in range(1, 6)]
+        assert [e.version for e in stored] == [1, 2, 3, 4, 5]
+        assert all(e.position for e in stored)
+        events = store.get_events("order-1")
+        assert [e.version for e in events] == [1, 2, 3, 4, 5]
+        assert [e.data["n"] for e in events] == [1, 2, 3, 4, 5]
+        assert [e.id for e in events] == [e.id for e in stored]
+        assert store.get_latest_version("order-1") == 5
+        assert [e.version for e in store.get_events("order-1", from_version=3)] == [4, 5]
+        assert [e.version for e in store.get_events("order-1", from_version=1, limit=2)] == [2, 3]
+
+    def test_gap_and_stale_versions_are_conflicts_and_store_nothing(self, store):
+        store.save_event(ev("order-1", 1))
+        with pytest.raises(VersionConflictError) as gap:
+            store.save_event(ev("order-1", 3))
+        assert (gap.value.actor_id, gap.value.attempted_version, gap.value.current_version) == ("order-1", 3, 1)
+        store.save_event(ev("order-1", 2))
+        with pytest.raises(VersionConflictError) as stale:
+            store.save_event(ev("order-1", 1))
+        assert stale.value.current_version == 2
+        assert [e.version for e in store.get_events("order-1")] == [1, 2]
+
+    @pytest.mark.parametrize("version", [0, -1, "1", 1.0, None, True])
+    def test_bad_version_is_invalid_event(self, store, version):
+        with pytest.raises(InvalidEvent, match="version"):
+            store.save_event(Event(actor_id="order-1", event_type="X", version=version))
+        assert store.get_latest_version("order-1") == 0
+
+    def test_fifty_threads_saving_the_same_version_one_wins(self, store):
+        store.save_event(ev("race-1", 1))
+        barrier = threading.Barrier(50)
+
+        def attempt(i: int):
+            barrier.wait()
+            try:
+                return store.save_event(ev("race-1", 2, writer=i))
+            except VersionConflictError as e:
+                return e
+
+        with ThreadPoolExecutor(50) as pool:
+            results = list(pool.map(attempt, range(50)))
+        wins = [r for r in results if isinstance(r, Event)]
+        conflicts = [r for r in results if isinstance(r, VersionConflictError)]
+        assert len(wins) == 1 and len(conflicts) == 49
+        assert {c.current_version for c in conflicts} == {2}
+        assert {c.attempted_version for c in conflicts} == {2}
+        events = store.get_events("race-1")
+        assert [e.version for e in events] == [1, 2]
+        assert events[1].data == {"writer": wins[0].data["writer"]}
+
+    def test_retried_save_returns_the_stored_event_and_stores_nothing_twice(self, store):
+        first = store.save_event(ev("order-1", 1, a=1))
+        again = store.save_event(Event(actor_id="order-1", event_type="Happened", version=1, data={"a": 1}, id=first.id, timestamp=first.timestamp))
+        assert again == first
+        assert len(store.get_events("order-1")) == 1
+        store.save_event(ev("order-1", 2))
+        with pytest.raises(VersionConflictError):
+            store.save_event(first)  # other events followed: a conflict, not a silent success
+        assert [e.version for e in store.get_events("order-1")] == [1, 2]
+
+    def test_event_id_used_by_another_actor_is_refused(self, store):
+        first = store.save_event(ev("order-1", 1))
+        with pytest.raises(InvalidEvent, match="already used"):
+            store.save_event(Event(actor_id="order-2", event_type="X", version=1, id=first.id))
+        assert store.get_latest_version("order-2") == 0
+
+    # ----- actor ids -----
+
+    def test_odd_actor_ids_are_each_their_own_actor(self, store):
+        for n, actor_id in enumerate(ODD_IDS, start=1):
+            for v in range(1, n % 3 + 2):
+                store.save_event(ev(actor_id, v, who=actor_id))
+        for n, actor_id in enumerate(ODD_IDS, start=1):
+            events = store.get_events(actor_id)
+            assert [e.version for e in events] == list(range(1, n % 3 + 2)), actor_id
+            assert {e.data["who"] for e in events} == {actor_id}
+            assert {e.actor_id for e in events} == {actor_id}
+            assert store.get_latest_version(actor_id) == n % 3 + 1
+        listed = store.list_actors(limit=1000)
+        assert sorted(a.actor_id for a in listed.actors) == sorted(ODD_IDS)
+        assert listed.total == len(ODD_IDS)
+
+    @pytest.mark.parametrize("actor_id", ["", "x" * 257, "ü" * 129, None, 42])
+    def test_bad_actor_ids_are_refused(self, store, actor_id):
+        with pytest.raises(InvalidActorId):
+            store.save_event(Event(actor_id=actor_id, event_type="X", version=1))
+        with pytest.raises(InvalidActorId):
+            store.get_latest_version(actor_id)
+        with pytest.raises(InvalidActorId):
+            store.get_events(actor_id)
+
+    # ----- bad events -----
+
+    def test_invalid_events_are_refused_with_a_clear_error(self, store):
+        with pytest.raises(InvalidEvent, match="JSON"):
+            store.save_event(Event(actor_id="o-1", event_type="X", version=1, data={"when": object()}))
+        with pytest.raises(InvalidEvent, match="event_type"):
+            store.save_event(Event(actor_id="o-1", event_type="", version=1))
+        with pytest.raises(InvalidEvent, match="data"):
+            store.save_event(Event(actor_id="o-1", event_type="X", version=1, data=[1]))  # type: ignore[arg-type]
+        assert store.get_latest_version("o-1") == 0
+
+    def test_too_large_event_raises_event_too_large(self, store):
+        with pytest.raises(EventTooLarge):
+            store.save_event(ev("big-1", 1, blob="x" * (2 * 1024 * 1024)))
+        assert store.get_latest_version("big-1") == 0
+
+    # ----- append -----
+
+    def test_append_fills_in_versions_and_is_atomic(self, store):
+        stored = store.append("cart-1", [Event(event_type="A"), Event(event_type="B"), Event(event_type="C")], expected_version=0)
+        assert [(e.actor_id, e.version) for e in stored] == [("cart-1", 1), ("cart-1", 2), ("cart-1", 3)]
+        assert [e.position for e in stored] == [e.position for e in store.get_events("cart-1")]
+        with pytest.raises(VersionConflictError) as conflict:
+            store.append("cart-1", [Event(event_type="D"), Event(event_type="E")], expected_version=1)
+        assert conflict.value.current_version == 3
+        assert store.get_latest_version("cart-1") == 3
+
+    def test_append_with_a_bad_later_event_stores_nothing(self, store):
+        with pytest.raises(InvalidEvent):
+            store.append("cart-1", [Event(event_type="A"), Event(event_type="B", data={"x": {1, 2}})], expected_version=0)
+        with pytest.raises(EventTooLarge):
+            store.append("cart-1", [Event(event_type="A"), Event(event_type="B", data={"x": "y" * (2 * 1024 * 1024)})], expected_version=0)
+        with pytest.raises(InvalidEvent, match="version"):
+            store.append("cart-1", [Event(event_type="A", version=1), Event(event_type="B", version=3)], expected_version=0)
+        with pytest.raises(InvalidEvent, match="actor"):
+            store.append("cart-1", [Event(event_type="A", actor_id="cart-2")], expected_version=0)
+        assert store.get_latest_version("cart-1") == 0
+        assert store.get_events("cart-1") == []
+
+    def test_append_retry_returns_the_stored_events(self, store):
+        batch = [Event(event_type="A"), Event(event_type="B")]
+        first = store.append("cart-1", batch, expected_version=0)
+        again = store.append("cart-1", batch, expected_version=0)
+        assert again == first
+        assert len(store.get_events("cart-1")) == 2
+
+    def test_append_nothing_returns_nothing(self, store):
+        assert store.append("cart-1", [], expected_version=0) == []
+
+    # ----- malformed messages -----
+
+    def test_malformed_message_is_reported_and_skipped_and_costs_no_version(self, store):
+        store.save_event(ev("order-1", 1))
+        position = self.publish_raw(store, "order-1", b"not json at all")
+        assert store.get_latest_version("order-1") == 1
+        result = store.get_events_with_errors("order-1")
+        assert [e.version for e in result.events] == [1]
+        assert [(m.position, m.raw) for m in result.errors] == [(position, b"not json at all")]
+        assert "JSON" in result.errors[0].reason
+        assert [e.version for e in store.get_events("order-1")] == [1]
+        stored = store.save_event(ev("order-1", 2))
+        assert stored.version == 2
+        assert [e.version for e in store.get_events("order-1")] == [1, 2]
+
+    def test_header_body_mismatch_is_malformed(self, store):
+        store.save_event(ev("order-1", 1))
+        body = b'{"id":"x","eventType":"A","actorId":"order-1","version":2,"data":{},"metadata":{},"timestamp":"2026-01-01T00:00:00Z"}'
+        self.publish_raw(store, "order-1", body, {"Es-Version": "3", "Es-Event-Type": "A"})
+        result = store.get_events_with_errors("order-1")
+        assert len(result.errors) == 1 and "disagrees" in result.errors[0].reason
+        assert store.get_latest_version("order-1") == 1
+        store.save_event(ev("order-1", 2))
+        assert store.get_latest_version("order-1") == 2
+
+    def test_malformed_first_message_on_a_new_actor(self, store):
+        self.publish_raw(store, "fresh-1", b"{}")
+        assert store.get_latest_version("fresh-1") == 0
+        store.save_event(ev("fresh-1", 1))
+        assert [e.version for e in store.get_events("fresh-1")] == [1]
+
+    # ----- snapshots -----
+
+    def test_snapshots(self, store):
+        with pytest.raises(SnapshotNotFound):
+            store.get_latest_snapshot("order-1")
+        with pytest.raises(LookupError):
+            store.get_latest_snapshot("order-1")
+        stored = [store.save_event(ev("order-1", v)) for v in range(1, 5)]
+        snap = store.save_snapshot(ActorSnapshot(actor_id="order-1", version=2, state={"total": 2}))
+        assert snap.position == stored[1].position
+        latest = store.get_latest_snapshot("order-1")
+        assert (latest.version, latest.state, latest.position) == (2, {"total": 2}, stored[1].position)
+        later = store.get_events("order-1", from_version=latest.version, after_position=latest.position)
+        assert [e.version for e in later] == [3, 4]
+        store.save_snapshot(ActorSnapshot(actor_id="order-1", version=4, state={"total": 4}))
+        assert store.get_latest_snapshot("order-1").version == 4
+        with pytest.raises(VersionConflictError) as ahead:
+            store.save_snapshot(ActorSnapshot(actor_id="order-1", version=5, state={}))
+        assert ahead.value.current_version == 4
+        with pytest.raises(InvalidEvent):
+            store.save_snapshot(ActorSnapshot(actor_id="order-1", version=0, state={}))
+
+    # ----- listing and global reads -----
+
+    def test_list_actors_filters_pages_and_counts(self, store):
+        for i in range(7):
+            store.save_event(ev(f"order-{i}", 1))
+        for i in range(3):
+            store.save_event(ev(f"user-{i}", 1))
+            store.save_event(ev(f"user-{i}", 2))
+        store.save_snapshot(ActorSnapshot(actor_id="user-1", version=2, state={}))
+        page = store.list_actors(limit=4)
+        assert [a.actor_id for a in page.actors] == ["order-0", "order-1", "order-2", "order-3"]
+        assert page.total == 10 and page.next_after == "order-3"
+        page2 = store.list_actors(limit=4, after=page.next_after)
+        assert [a.actor_id for a in page2.actors] == ["order-4", "order-5", "order-6", "user-0"]
+        last = store.list_actors(limit=4, after=page2.next_after)
+        assert [a.actor_id for a in last.actors] == ["user-1", "user-2"] and last.next_after is None
+        users = store.list_actors(actor_type="user")
+        assert [(a.actor_id, a.actor_type, a.latest_version, a.snapshot_version) for a in users.actors] == [
+            ("user-0", "user", 2, None),
+            ("user-1", "user", 2, 2),
+            ("user-2", "user", 2, None),
+        ]
+        assert store.list_actors(prefix="order-1").total == 1
+        assert store.list_actors(limit=3, offset=8).actors[0].actor_id == "user-1"
+        assert store.actor_types() == ["order", "user"]
+        assert store.snapshot_versions(["user-1", "user-2"]) == {"user-1": 2}
+
+    def test_read_all_is_in_global_order(self, store):
+        written = []
+        for v in range(1, 4):
+            for actor in ("a-1", "b-1"):
+                written.append(store.save_event(ev(actor, v)))
+        events = store.read_all()
+        assert [(e.actor_id, e.version) for e in events] == [(e.actor_id, e.version) for e in written]
+        assert [e.position for e in events] == sorted(e.position for e in events)
+        after = store.read_all(after_position=events[1].position, limit=2)
+        assert [e.position for e in after] == [events[2].position, events[3].position]
+        assert [e.actor_id for e in store.read_all(actor_type="b")] == ["b-1"] * 3
+
+    # ----- sync and async -----
+
+    def test_async_twins_work_from_another_event_loop(self, store):
+        async def go():
+            stored = await store.asave_event(ev("async-1", 1))
+            more = await store.aappend("async-1", [Event(event_type="B"), Event(event_type="C")], expected_version=1)
+            return stored, more, await store.aget_latest_version("async-1"), await store.aget_events("async-1")
+
+        stored, more, latest, events = asyncio.run(go())
+        assert stored.version == 1 and [e.version for e in more] == [2, 3]
+        assert latest == 3 and len(events) == 3
+
+    def test_sync_facade_inside_a_running_event_loop_does_not_deadlock(self, store):
+        async def async_view():
+            store.save_event(ev("view-1", 1))
+            return store.get_latest_version("view-1")
+
+        assert asyncio.run(asyncio.wait_for(async_view(), 10)) == 1
+
+    def test_errors_are_our_own(self, store):
+        for call in (lambda: store.save_event("nope"), lambda: store.append("a-1", ["nope"], 0)):  # type: ignore[arg-type]
+            with pytest.raises(EventStoreError):
+                call()

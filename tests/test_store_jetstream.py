@@ -1,0 +1,208 @@
+"""The store contract against JetStream on a real nats-server, and what only JetStream has."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import time
+import warnings
+
+import nats
+import pytest
+
+from django_eventstore import Event, EventStoreUnavailable, VersionConflictError
+from django_eventstore.core.jetstream import JetStreamEventStore
+from django_eventstore.testing import NatsServer, free_port
+
+from .conftest import publish_raw
+from .contract import StoreContract, ev
+
+
+class TestJetStreamStore(StoreContract):
+    @pytest.fixture
+    def store(self, js_store):
+        return js_store
+
+    def publish_raw(self, store, actor_id, body, headers=None):
+        store.setup()
+        return publish_raw(store.backend.servers[0], store.engine.subjects.event_subject(actor_id), body, headers)
+
+
+def _writer_process(url, stream, prefix, barrier, results, n_threads):
+    """One process, one store, n_threads writers of version 2 of race-1."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = JetStreamEventStore(url, stream=stream, subject_prefix=prefix)
+    store.get_latest_version("race-1")  # connect before the race
+
+    def attempt(i):
+        try:
+            store.save_event(ev("race-1", 2, writer=f"{os.getpid()}-{i}"))
+            return "won"
+        except VersionConflictError as e:
+            return f"conflict:{e.current_version}"
+
+    barrier.wait()
+    with ThreadPoolExecutor(n_threads) as pool:
+        for r in pool.map(attempt, range(n_threads)):
+            results.put(r)
+    store.close()
+
+
+def test_four_processes_of_twelve_writers_one_wins(js_store, nats_url, stream_name, subject_prefix):
+    js_store.save_event(ev("race-1", 1))
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_writer_process, args=(nats_url, stream_name, subject_prefix, barrier, results, 12)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=60) for _ in range(48)]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert outcomes.count("won") == 1
+    assert outcomes.count("conflict:2") == 47
+    assert [e.version for e in js_store.get_events("race-1")] == [1, 2]
+
+
+def test_forked_child_gets_its_own_connection(js_store):
+    js_store.save_event(ev("fork-1", 1))
+    parent_conn = js_store.backend._conn
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+ warns about fork with threads
+        pid = os.fork()
+    if pid == 0:  # child
+        try:
+            stored = js_store.save_event(ev("fork-1", 2))
+            ok = js_store.backend._conn is not parent_conn and stored.version == 2
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    assert os.read(read, 1) == b"1"
+    os.waitpid(pid, 0)
+    assert js_store.get_latest_version("fork-1") == 2
+    assert js_store.save_event(ev("fork-1", 3)).version == 3
+
+
+def test_unreachable_server_raises_unavailable_within_timeout(stream_name):
+    url = f"nats://127.0.0.1:{free_port()}"
+    store = JetStreamEventStore(url, stream=stream_name, timeout=1.0)
+    start = time.monotonic()
+    with pytest.raises(EventStoreUnavailable, match=url.replace(".", r"\.")):
+        store.get_latest_version("order-1")
+    assert time.monotonic() - start < 2.5
+
+
+def test_stopped_server_raises_unavailable_within_timeout(stream_name):
+    with NatsServer() as server:
+        store = JetStreamEventStore(server.url, stream=stream_name, timeout=1.0)
+        store.save_event(ev("order-1", 1))
+        server.stop()
+        start = time.monotonic()
+        with pytest.raises(EventStoreUnavailable, match="127.0.0.1"):
+            store.save_event(ev("order-1", 2))
+        with pytest.raises(EventStoreUnavailable):
+            store.get_latest_version("order-1")
+        assert time.monotonic() - start < 3.5
+        store.close()
+
+
+def test_reads_create_no_consumers(js_store, nats_url, stream_name):
+    for v in range(1, 4):
+        js_store.save_event(ev("order-1", v))
+    js_store.get_latest_version("order-1")
+    js_store.get_events("order-1")
+    js_store.list_actors()
+    js_store.read_all()
+
+    async def consumers():
+        nc = await nats.connect(nats_url)
+        try:
+            return (await nc.jetstream().stream_info(stream_name)).state.consumer_count
+        finally:
+            await nc.close()
+
+    assert asyncio.run(consumers()) == 0
+
+
+def test_setup_is_idempotent_and_reports(js_store, stream_name):
+    js_store.get_latest_version("x")  # auto setup
+    changes = js_store.setup()
+    assert [(c.stream, c.action) for c in changes] == [(stream_name, "unchanged"), (f"{stream_name}_SNAPSHOTS", "unchanged")]
+    summary = js_store.server_summary()
+    assert summary.version.startswith("<nats server v2") or summary.version
+    assert [s.name for s in summary.streams] == [stream_name, f"{stream_name}_SNAPSHOTS"]
+
+
+def test_setup_dry_run_creates_nothing(nats_url, stream_name, subject_prefix):
+    store = JetStreamEventStore(nats_url, stream=stream_name, subject_prefix=subject_prefix, auto_setup=False)
+    planned = store.setup(dry_run=True)
+    assert [c.action for c in planned] == ["created", "created"]
+    assert [c.action for c in store.setup(dry_run=True)] == ["created", "created"]
+    assert [c.action for c in store.setup()] == ["created", "created"]
+    assert [c.action for c in store.setup()] == ["unchanged", "unchanged"]
+    store.close()
+
+
+def test_small_max_payload_server_raises_event_too_large(stream_name):
+    with NatsServer(max_payload=4096) as server:
+        store = JetStreamEventStore(server.url, stream=stream_name)
+        from django_eventstore import EventTooLarge
+
+        with pytest.raises(EventTooLarge, match="4096"):
+            store.save_event(ev("big-1", 1, blob="x" * 5000))
+        assert store.get_latest_version("big-1") == 0
+        store.close()
+
+
+def test_get_events_seeks_far_into_a_long_stream(js_store):
+    events = [Event(event_type="E", data={"i": i}) for i in range(3000)]
+    for start in range(0, 3000, 1000):
+        js_store.append("long-1", events[start : start + 1000], expected_version=start)
+    tail = js_store.get_events("long-1", from_version=2990)
+    assert [e.version for e in tail] == list(range(2991, 3001))
+    page = js_store.get_events("long-1", from_version=1500, limit=3)
+    assert [e.version for e in page] == [1501, 1502, 1503]
+    assert len(js_store.get_events("long-1")) == 3000
+
+
+@pytest.mark.slow
+def test_list_actors_beyond_100000_subjects(js_store, nats_url):
+    """nats-py's stream_info stops at 100,000 subjects; the store pages past it."""
+    js_store.get_latest_version("x-0")  # creates the streams
+    n = 100_005
+    subjects = js_store.engine.subjects
+
+    async def fill():
+        nc = await nats.connect(nats_url)
+        inbox = nc.new_inbox()
+        done = asyncio.get_running_loop().create_future()
+        acks = 0
+
+        async def on_ack(msg):
+            nonlocal acks
+            acks += 1
+            if acks == n and not done.done():
+                done.set_result(None)
+
+        await nc.subscribe(inbox, cb=on_ack, pending_msgs_limit=-1)
+        for i in range(n):
+            actor = f"bulk-{i:06d}"
+            e = ev(actor, 1)
+            from django_eventstore.core.events import encode_event
+
+            headers, body = encode_event(e)
+            await nc.publish(subjects.event_subject(actor), body, reply=inbox, headers=headers)
+        await asyncio.wait_for(done, 120)
+        await nc.close()
+
+    asyncio.run(fill())
+    page = js_store.list_actors(limit=10, offset=100_000)
+    assert page.total == n
+    assert [a.actor_id for a in page.actors] == [f"bulk-{i:06d}" for i in range(100_000, n)]
+    assert all(a.latest_version == 1 for a in page.actors)
+    after = js_store.list_actors(limit=2, after="bulk-100003")
+    assert [a.actor_id for a in after.actors] == ["bulk-100004"]
