@@ -231,11 +231,15 @@ class JetStreamBackend:
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None and not conn.nc.is_closed:
-            try:
+        if conn is None or conn.nc.is_closed:
+            return
+        try:
+            if conn.nc.is_connected:
                 await conn.nc.drain()
-            except nats.errors.Error:
+            else:
                 await conn.nc.close()
+        except (nats.errors.Error, OSError, asyncio.TimeoutError) as e:
+            log.debug("closing the NATS connection: %s", e)
 
     # ----- reads -----
 

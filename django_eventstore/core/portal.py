@@ -29,6 +29,7 @@ class Portal:
         self._on_fork = on_fork
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         _portals.add(self)
 
@@ -56,8 +57,14 @@ class Portal:
                     asyncio.set_event_loop(loop)
                     loop.call_soon(ready.set)
                     loop.run_forever()
+                    tasks = asyncio.all_tasks(loop)
+                    for task in tasks:
+                        task.cancel()
+                    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                    loop.close()
 
-                threading.Thread(target=run, name=self._name, daemon=True).start()
+                self._thread = threading.Thread(target=run, name=self._name, daemon=True)
+                self._thread.start()
                 ready.wait()
                 self._loop = loop
             return self._loop
@@ -104,6 +111,8 @@ class Portal:
             loop, self._loop = self._loop, None
         if loop is not None and loop.is_running():
             loop.call_soon_threadsafe(loop.stop)
+            if self._thread is not threading.current_thread():
+                self._thread.join(5)
 
 
 def _drive(coro: Coroutine[Any, Any, Any], finish: Callable[[Any, BaseException | None], None]) -> None:
