@@ -247,7 +247,8 @@ class Engine:
         errors: list[MalformedMessage] = []
         seq = start_seq
         while limit is None or len(events) < limit:
-            msgs, pending = await self.backend.next_msgs(EVENTS, subject, seq, READ_BATCH)
+            batch = READ_BATCH if limit is None else min(READ_BATCH, limit - len(events))
+            msgs, pending = await self.backend.next_msgs(EVENTS, subject, seq, batch)
             for msg in msgs:
                 try:
                     event = self._decode(actor_id, msg)

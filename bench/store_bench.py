@@ -1,0 +1,164 @@
+"""Store vs raw nats-py, side by side in one run, against a nats-server this script starts.
+
+    python bench/store_bench.py [--rounds 5] [--n 2000]
+
+Each figure is the median over rounds; raw and store measurements alternate
+within every round so machine noise hits both alike. Ratios > 1 favour the
+store for throughput, < 1 for latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import nats  # noqa: E402
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy  # noqa: E402
+
+from django_eventstore import Event  # noqa: E402
+from django_eventstore.core.events import encode_event  # noqa: E402
+from django_eventstore.core.jetstream import JetStreamEventStore  # noqa: E402
+from django_eventstore.testing import NatsServer  # noqa: E402
+
+STREAM = "BENCH"
+
+
+class Raw:
+    """The same operations written directly on nats-py, run on a loop in this thread."""
+
+    def __init__(self, url: str):
+        self.loop = asyncio.new_event_loop()
+        self.nc = self.run(nats.connect(url))
+        self.js = self.nc.jetstream()
+
+    def run(self, coro):
+        return self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        self.run(self.nc.close())
+        self.loop.close()
+
+    async def publish_with_expectation(self, subject: str, n: int) -> None:
+        last = 0
+        try:
+            last = (await self.js.get_last_msg(STREAM, subject, direct=True)).seq
+        except nats.js.errors.NotFoundError:
+            pass
+        for i in range(n):
+            event = Event(actor_id="x", event_type="Raw", version=i + 1, data={"i": i})
+            headers, body = encode_event(event)
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(last)
+            last = (await self.js.publish(subject, body, headers=headers)).seq
+
+    async def direct_gets(self, subject: str, n: int) -> None:
+        for _ in range(n):
+            msg = await self.js.get_last_msg(STREAM, subject, direct=True)
+            int(msg.headers["Es-Version"])
+
+    async def deliver_last(self, subject: str, n: int) -> None:
+        for _ in range(n):
+            sub = await self.js.pull_subscribe(subject, config=ConsumerConfig(deliver_policy=DeliverPolicy.LAST, ack_policy=AckPolicy.NONE, inactive_threshold=5))
+            msgs = await sub.fetch(1)
+            int(msgs[0].headers["Es-Version"])
+            await self.js.delete_consumer(STREAM, sub._consumer)
+            await sub.unsubscribe()
+
+    async def fetch_all(self, subject: str) -> int:
+        sub = await self.js.pull_subscribe(subject, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, inactive_threshold=5))
+        count = 0
+        info = await self.js.stream_info(STREAM, subjects_filter=subject)
+        total = info.state.subjects[subject]
+        while count < total:
+            for msg in await sub.fetch(256):
+                msg.data  # noqa: B018 - what a reader touches
+                count += 1
+        await self.js.delete_consumer(STREAM, sub._consumer)
+        await sub.unsubscribe()
+        return count
+
+
+def timed(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--n", type=int, default=2000, help="operations per latency measurement")
+    args = parser.parse_args()
+    n, rounds = args.n, args.rounds
+
+    with NatsServer() as server:
+        store = JetStreamEventStore(server.url, stream=STREAM)
+        uncached = JetStreamEventStore(server.url, stream=STREAM, cache_size=0)
+        raw = Raw(server.url)
+        subjects = store.engine.subjects
+        store.save_event(Event(actor_id="one-1", event_type="E", version=1))
+        for start in range(0, 10_000, 1000):
+            store.append("long-1", [Event(event_type="E", data={"i": i}) for i in range(start, start + 1000)], start)
+        long_subject = subjects.event_subject("long-1")
+        one_subject = subjects.event_subject("one-1")
+
+        rows: dict[str, list[float]] = {}
+
+        def add(name: str, value: float) -> None:
+            rows.setdefault(name, []).append(value)
+
+        for r in range(rounds):
+            tag = uuid.uuid4().hex[:8]
+            # writes: sequential publishes with the expected-sequence header
+            add("raw publish+ack (us/op)", timed(raw.run, raw.publish_with_expectation(subjects.event_subject(f"raw-{tag}"), n)) / n * 1e6)
+            actor = f"save-{tag}"
+            add("save_event, sync (us/op)", timed(lambda: [store.save_event(Event(actor_id=actor, event_type="E", version=i + 1, data={"i": i})) for i in range(n)]) / n * 1e6)
+            actor = f"unc-{tag}"
+            add("save_event, no version cache (us/op)", timed(lambda: [uncached.save_event(Event(actor_id=actor, event_type="E", version=i + 1, data={"i": i})) for i in range(n)]) / n * 1e6)
+            # latest version: interleave the 1-event and the 10,000-event actor
+            add("raw direct get (us/op)", timed(raw.run, raw.direct_gets(one_subject, n)) / n * 1e6)
+            add("get_latest_version, 1 event (us/op)", timed(lambda: [store.get_latest_version("one-1") for _ in range(n)]) / n * 1e6)
+            add("get_latest_version, 10,000 events (us/op)", timed(lambda: [store.get_latest_version("long-1") for _ in range(n)]) / n * 1e6)
+            add("DeliverLast consumer + fetch(1) (us/op)", timed(raw.run, raw.deliver_last(long_subject, 50)) / 50 * 1e6)
+            # batches
+            m = 100 * 20
+            add("raw publish+ack, 100 events (events/s)", m / timed(raw.run, raw.publish_with_expectation(subjects.event_subject(f"rawb-{tag}"), m)))
+            actor = f"batch-{tag}"
+            add("append 100 events (events/s)", m / timed(lambda: [store.append(actor, [Event(event_type="E", data={"i": i}) for i in range(100)], k * 100) for k in range(20)]))
+            add("raw pull fetch(256), 10,000 events (events/s)", 10_000 / timed(raw.run, raw.fetch_all(long_subject)))
+            add("get_events, 10,000 events (events/s)", 10_000 / timed(store.get_events, "long-1"))
+            print(f"round {r + 1}/{rounds} done", file=sys.stderr)
+
+        med = {k: statistics.median(v) for k, v in rows.items()}
+        width = max(map(len, med)) + 2
+        print(f"{'measure (median of %d rounds)' % rounds:<{width}}{'value':>12}")
+        for k, v in med.items():
+            print(f"{k:<{width}}{v:>12,.1f}")
+        raw_pub, save = med["raw publish+ack (us/op)"], med["save_event, sync (us/op)"]
+        dget = med["raw direct get (us/op)"]
+        glv1, glv10k = med["get_latest_version, 1 event (us/op)"], med["get_latest_version, 10,000 events (us/op)"]
+        print()
+        print("ratio                                                     value   target")
+        checks = [
+            ("save_event throughput / raw publish throughput", raw_pub / save, ">= 0.65", raw_pub / save >= 0.65),
+            ("get_latest_version time / raw direct get time", glv1 / dget, "<= 1.3", glv1 / dget <= 1.3),
+            ("DeliverLast time / get_latest_version time", med["DeliverLast consumer + fetch(1) (us/op)"] / glv1, ">= 10", med["DeliverLast consumer + fetch(1) (us/op)"] / glv1 >= 10),
+            ("get_latest_version 10,000 events / 1 event", glv10k / glv1, "<= 1.3", glv10k / glv1 <= 1.3),
+            ("append 100 events/s / raw publish events/s", med["append 100 events (events/s)"] / med["raw publish+ack, 100 events (events/s)"], ">= 3", med["append 100 events (events/s)"] / med["raw publish+ack, 100 events (events/s)"] >= 3),
+            ("get_events events/s / raw fetch(256) events/s", med["get_events, 10,000 events (events/s)"] / med["raw pull fetch(256), 10,000 events (events/s)"], ">= 1.5", med["get_events, 10,000 events (events/s)"] / med["raw pull fetch(256), 10,000 events (events/s)"] >= 1.5),
+        ]
+        for name, value, target, ok in checks:
+            print(f"{name:<52}{value:>10.2f}   {target:<8} {'ok' if ok else 'MISSED'}")
+        store.close()
+        uncached.close()
+        raw.close()
+
+
+if __name__ == "__main__":
+    main()
