@@ -206,3 +206,21 @@ def test_list_actors_beyond_100000_subjects(js_store, nats_url):
     assert all(a.latest_version == 1 for a in page.actors)
     after = js_store.list_actors(limit=2, after="bulk-100003")
     assert [a.actor_id for a in after.actors] == ["bulk-100004"]
+
+
+def test_sync_call_from_the_stores_own_loop_raises_instead_of_deadlocking(js_store):
+    from django_eventstore import EventStoreError
+
+    async def inside():
+        return js_store.get_latest_version("order-1")
+
+    with pytest.raises(EventStoreError, match="async twin"):
+        js_store.portal.call(inside())
+    assert js_store.portal.call(js_store.aget_latest_version("order-1")) == 0
+
+
+def test_closed_store_reconnects_on_next_use(js_store):
+    js_store.save_event(ev("order-1", 1))
+    js_store.close()
+    assert js_store.get_latest_version("order-1") == 1
+    assert js_store.save_event(ev("order-1", 2)).version == 2

@@ -249,6 +249,7 @@ class JetStreamBackend:
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
+        self._connecting = None
         if conn is None or conn.nc.is_closed:
             return
         try:
