@@ -210,11 +210,20 @@ class JetStreamBackend:
     async def _connect(self) -> _Connection:
         nc = _Client()
 
+        quiet = False  # one warning per outage, not one per reconnect attempt
+
         async def on_error(e: Exception) -> None:
-            log.warning("NATS error: %s", e)
+            nonlocal quiet
+            log.log(logging.DEBUG if quiet else logging.WARNING, "NATS error: %s", e)
+            quiet = True
 
         async def on_disconnect() -> None:
-            log.warning("disconnected from NATS")
+            log.warning("disconnected from NATS; reconnecting in the background")
+
+        async def on_reconnect() -> None:
+            nonlocal quiet
+            quiet = False
+            log.warning("reconnected to NATS at %s", nc.connected_url.netloc if nc.connected_url else "?")
 
         options: dict[str, Any] = {
             "servers": self.servers,
@@ -224,6 +233,7 @@ class JetStreamBackend:
             "reconnect_time_wait": 0.5,
             "error_cb": on_error,
             "disconnected_cb": on_disconnect,
+            "reconnected_cb": on_reconnect,
             "name": "django-eventstore",
         }
         options.update(self.connect_options)
@@ -257,8 +267,8 @@ class JetStreamBackend:
                 await conn.nc.drain()
             else:
                 await conn.nc.close()
-        except (nats.errors.Error, OSError, asyncio.TimeoutError) as e:
-            log.debug("closing the NATS connection: %s", e)
+        except Exception as e:  # noqa: BLE001 - closing a broken connection is best effort (nats-py can raise TypeError here)
+            log.debug("closing the NATS connection: %r", e)
 
     # ----- reads -----
 

@@ -130,7 +130,7 @@ _running: set[asyncio.Task[None]] = set()
 
 def _start_eager_task(coro: Coroutine[Any, Any, Any], finish: Callable[[Any, BaseException | None], None]) -> None:
     """Python 3.12+: a task whose first step runs now, not on the next loop turn."""
-    task = asyncio.Task(_run(coro, finish), eager_start=True)  # type: ignore[call-arg]
+    task = asyncio.Task(_run(coro, finish), loop=asyncio.get_running_loop(), eager_start=True)  # type: ignore[call-arg]
     if not task.done():
         _running.add(task)
         task.add_done_callback(_running.discard)
@@ -164,7 +164,15 @@ def _drive(coro: Coroutine[Any, Any, Any], finish: Callable[[Any, BaseException 
     step()
 
 
-_start = _start_eager_task if sys.version_info >= (3, 12) else _drive
+_start_now = _start_eager_task if sys.version_info >= (3, 12) else _drive
+
+
+def _start(coro: Coroutine[Any, Any, Any], finish: Callable[[Any, BaseException | None], None]) -> None:
+    try:
+        _start_now(coro, finish)
+    except BaseException as exc:  # noqa: BLE001 - the caller waits for finish: it must always come
+        coro.close()
+        finish(None, exc)
 
 
 def _reset_portals_in_child() -> None:

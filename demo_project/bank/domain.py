@@ -1,0 +1,126 @@
+"""A small bank: each account is an actor ``account-<n>`` built on the ``Aggregate`` class.
+
+Amounts are integers in cents. Rules: an account is opened once; deposits and
+withdrawals are positive; no overdraft; an account closes only when empty;
+a closed account refuses every command.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from django_eventstore import Event, VersionConflictError, get_store
+from django_eventstore.aggregates import Aggregate, applies
+from django_eventstore.core.facade import EventStore
+
+ACCOUNT_TYPE = "account"
+MAX_OWNER_LENGTH = 100
+OPENED, DEPOSITED, WITHDRAWN, CLOSED = "AccountOpened", "MoneyDeposited", "MoneyWithdrawn", "AccountClosed"
+
+
+class BankError(Exception):
+    """A command the account's rules refuse; the message is meant for the user."""
+
+
+def account_id(number: int) -> str:
+    return f"{ACCOUNT_TYPE}-{number}"
+
+
+class Account(Aggregate):
+    snapshot_every = 10
+
+    def __init__(self, actor_id: str, store: EventStore | None = None) -> None:
+        super().__init__(actor_id, store)
+        self.owner = ""
+        self.balance = 0
+        self.status = "new"  # "new", "open" or "closed"
+
+    # --- commands ---
+
+    def open(self, owner: str) -> None:
+        if self.status != "new":
+            raise BankError(f"{self.actor_id} is already opened")
+        owner = owner.strip()
+        if not owner or len(owner) > MAX_OWNER_LENGTH:
+            raise BankError(f"the owner's name is required, at most {MAX_OWNER_LENGTH} characters")
+        self.record(OPENED, {"owner": owner})
+
+    def deposit(self, amount: int) -> None:
+        self._check_usable(amount)
+        self.record(DEPOSITED, {"amount": amount})
+
+    def withdraw(self, amount: int) -> None:
+        self._check_usable(amount)
+        if amount > self.balance:
+            raise BankError(f"insufficient funds: the balance is {format_cents(self.balance)}")
+        self.record(WITHDRAWN, {"amount": amount})
+
+    def close(self) -> None:
+        self._check_usable()
+        if self.balance:
+            raise BankError(f"withdraw the balance of {format_cents(self.balance)} before closing")
+        self.record(CLOSED)
+
+    def _check_usable(self, amount: int | None = None) -> None:
+        if self.status == "new":
+            raise BankError(f"{self.actor_id} is not opened")
+        if self.status == "closed":
+            raise BankError(f"{self.actor_id} is closed")
+        if amount is not None and (type(amount) is not int or amount <= 0):
+            raise BankError("the amount must be positive")
+
+    # --- state changes ---
+
+    @applies(OPENED)
+    def _opened(self, event: Event) -> None:
+        self.owner = event.data["owner"]
+        self.status = "open"
+
+    @applies(DEPOSITED)
+    def _deposited(self, event: Event) -> None:
+        self.balance += event.data["amount"]
+
+    @applies(WITHDRAWN)
+    def _withdrawn(self, event: Event) -> None:
+        self.balance -= event.data["amount"]
+
+    @applies(CLOSED)
+    def _closed(self, event: Event) -> None:
+        self.status = "closed"
+
+
+def count_accounts(store: EventStore | None = None) -> int:
+    return (store or get_store()).list_actors(actor_type=ACCOUNT_TYPE, limit=1).total
+
+
+def open_account(owner: str, store: EventStore | None = None, attempts: int = 100) -> Account:
+    """Open a new account under the next free number; when another opener takes it, try the next one."""
+    number = count_accounts(store)
+    for _ in range(attempts):
+        number += 1
+        account = Account(account_id(number), store)
+        account.open(owner)
+        try:
+            account.save()
+            return account
+        except VersionConflictError as e:
+            conflict = e
+    raise conflict
+
+
+def format_cents(cents: int) -> str:
+    """``1250`` -> ``"12.50"``."""
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
+
+
+def parse_amount(text: str) -> int:
+    """``"12.5"`` -> ``1250`` cents; BankError when it is not a positive amount with at most 2 decimals."""
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise BankError(f"{text!r} is not an amount") from None
+    cents = value * 100
+    if not value.is_finite() or cents != cents.to_integral_value() or cents <= 0 or cents > 10**12:
+        raise BankError("the amount must be positive, with at most 2 decimals")
+    return int(cents)

@@ -1,0 +1,76 @@
+"""Server-rendered pages: the list of accounts, opening one, and an account with its history and commands."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from django_eventstore import VersionConflictError, get_store
+
+from .domain import ACCOUNT_TYPE, MAX_OWNER_LENGTH, Account, BankError, format_cents, open_account, parse_amount
+
+PAGE_SIZE = 50
+
+
+@require_http_methods(["GET", "HEAD"])
+def home(request: HttpRequest) -> HttpResponse:
+    page = get_store().list_actors(actor_type=ACCOUNT_TYPE, limit=PAGE_SIZE, after=request.GET.get("after") or None)
+    return render(request, "bank/home.html", {"page": page, "max_owner_length": MAX_OWNER_LENGTH})
+
+
+@require_POST
+def open_view(request: HttpRequest) -> HttpResponse:
+    try:
+        account = open_account(request.POST.get("owner", ""))
+    except BankError as e:
+        messages.error(request, str(e))
+        return redirect("bank:home")
+    messages.success(request, f"Opened {account.actor_id} for {account.owner}.")
+    return redirect("bank:account", account_id=account.actor_id)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def account_view(request: HttpRequest, account_id: str) -> HttpResponse:
+    if request.method == "POST":
+        _run_command(request, account_id)
+        return redirect("bank:account", account_id=account_id)
+    account = Account.load(account_id)
+    if not account.version:
+        raise Http404(f"{account_id} does not exist")
+    history = get_store().get_events(account_id)
+    return render(request, "bank/account.html", {"account": account, "history": reversed(history)})
+
+
+COMMANDS: dict[str, Callable[..., None]] = {"deposit": Account.deposit, "withdraw": Account.withdraw, "close": Account.close}
+
+
+def _run_command(request: HttpRequest, account_id: str) -> None:
+    """Run the posted command (deposit, withdraw or close), reloading on a conflict; report it as a message."""
+    action = request.POST.get("action", "")
+    try:
+        command = _command(action, request.POST.get("amount", ""))
+        account = Account.retry(account_id, command)
+    except BankError as e:
+        messages.error(request, str(e))
+    except VersionConflictError:
+        messages.error(request, "The account is busy (changed by someone else meanwhile); please try again.")
+    else:
+        messages.success(request, f"{action.capitalize()} done. Balance {format_cents(account.balance)}.")
+
+
+def _command(action: str, amount: str) -> Callable[[Account], Account]:
+    """The command to run on the loaded account; a bad action or amount is refused before loading."""
+    method = COMMANDS.get(action)
+    if method is None:
+        raise BankError(f"unknown action {action!r}")
+    args = () if action == "close" else (parse_amount(amount),)
+
+    def run(account: Account) -> Account:
+        method(account, *args)
+        return account
+
+    return run

@@ -1,0 +1,68 @@
+"""Settings of the demo project: SQLite for users and sessions, NATS JetStream for the events.
+
+Environment variables: ``DEMO_DATA_DIR`` (where the SQLite file and the
+embedded nats-server's data live, default ``demo_project/.data``),
+``EVENTSTORE_SERVERS`` (``embedded``, the default, or comma-separated NATS
+URLs), ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG`` (``1``/``0``, default ``1``).
+"""
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+DATA_DIR = Path(os.environ.get("DEMO_DATA_DIR") or BASE_DIR / ".data")
+DATA_DIR.mkdir(parents=True, exist_ok=True)  # SQLite does not create the directory of its file
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-not-secret")
+DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_eventstore",
+    "demo_project.bank",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+ROOT_URLCONF = "demo_project.urls"
+WSGI_APPLICATION = "demo_project.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA_DIR / "db.sqlite3"}}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+LOGIN_URL = "/admin/login/"
+
+_servers = os.environ.get("EVENTSTORE_SERVERS", "embedded").strip()
+EVENTSTORE = {
+    "SERVERS": _servers if _servers == "embedded" else [url.strip() for url in _servers.split(",") if url.strip()],
+    "EMBEDDED_DIR": str(DATA_DIR / "eventstore"),
+}

@@ -1,0 +1,264 @@
+"""Event-sourced actors (aggregates) on top of the store.
+
+An aggregate is an actor whose state is rebuilt from its events. Subclasses
+write *command* methods that check the current state and ``record`` new
+events, and *handlers*, marked with ``@applies("EventType")``, that change
+the state for one event type. ``save`` stores the recorded events with one
+atomic ``append`` at the version the aggregate was loaded at, so a concurrent
+writer makes it fail with ``VersionConflictError`` instead of losing an
+update; ``retry`` reloads and re-runs a command when that happens.
+
+    class Counter(Aggregate):
+        snapshot_every = 100
+
+        def __init__(self, actor_id: str, store: EventStore | None = None) -> None:
+            super().__init__(actor_id, store)
+            self.total = 0
+
+        def add(self, n: int) -> None:
+            self.record("Added", {"n": n})
+
+        @applies("Added")
+        def _added(self, event: Event) -> None:
+            self.total += event.data["n"]
+
+    Counter.retry("counter-1", lambda c: c.add(5))
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any, Awaitable, Callable, ClassVar, TypeVar
+
+from .core.errors import EventStoreError, SnapshotNotFound, VersionConflictError
+from .core.events import ActorSnapshot, Event
+from .core.facade import EventStore
+from .store import get_store
+
+log = logging.getLogger("django_eventstore")
+
+A = TypeVar("A", bound="Aggregate")
+R = TypeVar("R")
+Handler = Callable[[Any, Event], None]
+
+_HANDLES = "_eventstore_applies"
+_INTERNAL = frozenset({"actor_id", "version"})
+
+
+class UnhandledEvent(EventStoreError):
+    """An aggregate met an event type it has no handler for."""
+
+
+def applies(event_type: str) -> Callable[[Handler], Handler]:
+    """Mark a method as the handler of ``event_type``: ``handler(self, event)`` updates the state."""
+
+    def mark(method: Handler) -> Handler:
+        setattr(method, _HANDLES, event_type)
+        return method
+
+    return mark
+
+
+class Aggregate:
+    """Base class of an event-sourced actor; see the module docstring for an example.
+
+    ``version`` is the actor's version the state reflects as stored (0 for a
+    new actor); events recorded since then are in ``pending`` until ``save``.
+    The state saved in snapshots is ``get_state()``: by default every public
+    instance attribute except ``actor_id`` and ``version``, so keep it JSON
+    serialisable or override ``get_state``/``set_state``.
+    """
+
+    #: Save a snapshot whenever a save reaches a multiple of this many events (None: never).
+    snapshot_every: ClassVar[int | None] = None
+    _handlers: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        handlers = dict(cls._handlers)
+        for name, member in vars(cls).items():
+            event_type = getattr(member, _HANDLES, None)
+            if event_type is not None:
+                handlers[event_type] = name
+        cls._handlers = handlers
+
+    def __init__(self, actor_id: str, store: EventStore | None = None) -> None:
+        self.actor_id = actor_id
+        self.version = 0
+        self._store = store
+        self._pending: list[Event] = []
+
+    @property
+    def store(self) -> EventStore:
+        """The store given to the constructor, else the project's ``get_store()``."""
+        return self._store or get_store()
+
+    @property
+    def pending(self) -> list[Event]:
+        """Events recorded by commands and not saved yet (a copy)."""
+        return list(self._pending)
+
+    # --- state ---
+
+    def get_state(self) -> dict[str, Any]:
+        """The state stored in a snapshot."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in _INTERNAL}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore the state from a snapshot's ``get_state()``."""
+        for key, value in state.items():
+            setattr(self, key, value)
+
+    def record(self, event_type: str, data: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None) -> Event:
+        """Apply a new event to the state and keep it for the next ``save``; for command methods."""
+        event = Event(event_type=event_type, data=data or {}, metadata=metadata or {})
+        self._dispatch(event)
+        self._pending.append(event)
+        return event
+
+    def _dispatch(self, event: Event) -> None:
+        name = self._handlers.get(event.event_type)
+        if name is None:
+            raise UnhandledEvent(f"{type(self).__name__} has no handler for event type {event.event_type!r} (actor {self.actor_id!r})")
+        getattr(self, name)(event)
+
+    def _replay(self, snapshot: ActorSnapshot | None, events: list[Event]) -> None:
+        if snapshot is not None:
+            self.set_state(snapshot.state)
+            self.version = snapshot.version
+        for event in events:
+            self._dispatch(event)
+            self.version = event.version  # type: ignore[assignment]
+
+    @staticmethod
+    def _read_from(snapshot: ActorSnapshot | None) -> dict[str, int]:
+        """``get_events`` arguments that read only the events after the snapshot."""
+        if snapshot is None:
+            return {"from_version": 0}
+        return {"from_version": snapshot.version, "after_position": snapshot.position or 0}
+
+    # --- loading ---
+
+    @classmethod
+    def load(cls: type[A], actor_id: str, store: EventStore | None = None, *, use_snapshot: bool = True) -> A:
+        """The actor as stored: its latest snapshot (if any) plus the events after it.
+
+        ``use_snapshot=False`` replays every event instead (to check snapshots, or after changing handlers).
+        An actor without events loads at version 0, in its initial state.
+        """
+        aggregate = cls(actor_id, store)
+        snapshot: ActorSnapshot | None = None
+        if use_snapshot:
+            try:
+                snapshot = aggregate.store.get_latest_snapshot(actor_id)
+            except SnapshotNotFound:
+                pass
+        aggregate._replay(snapshot, aggregate.store.get_events(actor_id, **cls._read_from(snapshot)))
+        return aggregate
+
+    @classmethod
+    async def aload(cls: type[A], actor_id: str, store: EventStore | None = None, *, use_snapshot: bool = True) -> A:
+        """Async ``load``."""
+        aggregate = cls(actor_id, store)
+        snapshot: ActorSnapshot | None = None
+        if use_snapshot:
+            try:
+                snapshot = await aggregate.store.aget_latest_snapshot(actor_id)
+            except SnapshotNotFound:
+                pass
+        aggregate._replay(snapshot, await aggregate.store.aget_events(actor_id, **cls._read_from(snapshot)))
+        return aggregate
+
+    # --- saving ---
+
+    def save(self) -> list[Event]:
+        """Store the pending events atomically after ``version``; returns them as stored.
+
+        Raises ``VersionConflictError`` when another writer saved first; the
+        aggregate is then stale: load it again (or use ``retry``).
+        """
+        if not self._pending:
+            return []
+        stored = self.store.append(self.actor_id, self._pending, expected_version=self.version)
+        snapshot = self._saved(stored)
+        if snapshot is not None:
+            try:
+                self.store.save_snapshot(snapshot)
+            except EventStoreError:
+                self._snapshot_failed(snapshot)
+        return stored
+
+    async def asave(self) -> list[Event]:
+        """Async ``save``."""
+        if not self._pending:
+            return []
+        stored = await self.store.aappend(self.actor_id, self._pending, expected_version=self.version)
+        snapshot = self._saved(stored)
+        if snapshot is not None:
+            try:
+                await self.store.asave_snapshot(snapshot)
+            except EventStoreError:
+                self._snapshot_failed(snapshot)
+        return stored
+
+    def _saved(self, stored: list[Event]) -> ActorSnapshot | None:
+        """Advance past the stored events; the snapshot the policy asks for, if any."""
+        before, self.version = self.version, stored[-1].version  # type: ignore[assignment]
+        self._pending.clear()
+        every = self.snapshot_every
+        if every and self.version // every > before // every:
+            return ActorSnapshot(actor_id=self.actor_id, version=self.version, state=self.get_state())
+        return None
+
+    def _snapshot_failed(self, snapshot: ActorSnapshot) -> None:
+        """Only log it: the events are stored, and a later save past a multiple tries again."""
+        log.warning("could not save the snapshot of %r at version %s", self.actor_id, snapshot.version, exc_info=True)
+
+    # --- optimistic concurrency ---
+
+    @classmethod
+    def retry(cls: type[A], actor_id: str, command: Callable[[A], R], *, attempts: int = 3, store: EventStore | None = None) -> R:
+        """Load the actor, run ``command(aggregate)``, save; on a version conflict reload and run it again.
+
+        Returns the command's result. Errors raised by the command (a refused
+        command) propagate at once; the last ``VersionConflictError`` after
+        ``attempts`` tries propagates too.
+        """
+        _check_attempts(attempts)
+        while True:
+            attempts -= 1
+            aggregate = cls.load(actor_id, store)
+            result = command(aggregate)
+            try:
+                aggregate.save()
+            except VersionConflictError:
+                if not attempts:
+                    raise
+                continue
+            return result
+
+    @classmethod
+    async def aretry(
+        cls: type[A], actor_id: str, command: Callable[[A], R | Awaitable[R]], *, attempts: int = 3, store: EventStore | None = None
+    ) -> R:
+        """Async ``retry``; ``command`` may be a plain function or a coroutine function."""
+        _check_attempts(attempts)
+        while True:
+            attempts -= 1
+            aggregate = await cls.aload(actor_id, store)
+            result = command(aggregate)
+            if inspect.isawaitable(result):
+                result = await result
+            try:
+                await aggregate.asave()
+            except VersionConflictError:
+                if not attempts:
+                    raise
+                continue
+            return result  # type: ignore[return-value]
+
+
+def _check_attempts(attempts: int) -> None:
+    if type(attempts) is not int or attempts < 1:
+        raise ValueError(f"attempts must be an int >= 1, got {attempts!r}")

@@ -1,0 +1,164 @@
+"""``python manage.py demo`` end to end: a subprocess with its own data dir, checked over HTTP like a new user would."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from django_eventstore.embedded import running_server, stop_embedded_server
+from django_eventstore.testing import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+ACCOUNTS = 30
+
+
+def demo_env(data_dir: Path) -> dict[str, str]:
+    """This environment without the suite's Django settings, with the demo's data in data_dir and embedded NATS."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "EVENTSTORE_SERVERS")}
+    env["DEMO_DATA_DIR"] = str(data_dir)
+    return env
+
+
+class Demo:
+    """One ``manage.py demo`` process on a free port, its output in a file."""
+
+    def __init__(self, data_dir: Path, log_path: Path):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        command = [sys.executable, "manage.py", "demo", "--addrport", f"127.0.0.1:{self.port}", "--accounts", str(ACCOUNTS)]
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(command, cwd=ROOT, env=demo_env(data_dir), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_until_serving(self, timeout: float = 120) -> None:
+        """Poll the port (bounded); fail with the demo's output if it exits or never listens."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                if self.process.poll() is not None:
+                    pytest.fail(f"manage.py demo exited with {self.process.returncode}:\n{self.output}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"manage.py demo did not listen on {self.port} within {timeout}s:\n{self.output}")
+                time.sleep(0.1)
+
+    def stop(self) -> int:
+        """Stop it as a process manager would (SIGTERM, which the demo treats like Ctrl-C); its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+class Browser:
+    """urllib with a cookie jar: enough to log in to the admin with its CSRF token."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def get(self, path: str) -> tuple[int, str]:
+        with self.opener.open(self.base + path, timeout=30) as response:
+            return response.status, response.read().decode()
+
+    def post_form(self, path: str, fields: dict[str, str]) -> tuple[int, str]:
+        _, form = self.get(path)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+        body = urllib.parse.urlencode({**fields, "csrfmiddlewaretoken": token}).encode()
+        with self.opener.open(self.base + path, data=body, timeout=30) as response:
+            return response.status, response.read().decode()
+
+
+def check_demo(demo: Demo) -> None:
+    output = demo.output
+    user, password = re.search(r"login: (\S+) / (\S+)\)", output).groups()
+    browser = Browser(demo.base)
+
+    status, home = browser.get("/")
+    assert status == 200
+    assert f"Accounts ({ACCOUNTS})" in home and 'href="/accounts/account-1/"' in home
+
+    status, index = browser.post_form("/admin/login/?next=/admin/", {"username": user, "password": password, "next": "/admin/"})
+    assert status == 200
+    actors_link = re.search(r'<a href="([^"]+)"[^>]*>Actors</a>', index)
+    assert actors_link, f"no Actors entry in the admin index:\n{index[:3000]}"
+    status, changelist = browser.get(actors_link.group(1))
+    assert status == 200 and "account-1" in changelist
+
+    status, body = browser.get("/api/eventstore/actors/?type=account&limit=1000")
+    actors = json.loads(body)["results"]
+    assert status == 200 and len(actors) == ACCOUNTS
+    assert all(a["actor_id"].startswith("account-") and a["latest_version"] >= 1 for a in actors)
+    assert any(a["snapshot_version"] for a in actors)
+
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        Browser(demo.base).get("/api/eventstore/actors/")
+    assert anonymous.value.code in (401, 403)
+
+
+@pytest.mark.slow
+def test_demo_serves_the_bank_admin_and_api_then_reuses_its_data(tmp_path):
+    data_dir = tmp_path / "demo-data"
+    nats_dir = data_dir / "eventstore"
+    statuses, outputs = [], []
+    try:
+        for run in (1, 2):
+            demo = Demo(data_dir, tmp_path / f"demo-{run}.log")
+            try:
+                demo.wait_until_serving()
+                check_demo(demo)
+            finally:
+                statuses.append(demo.stop())
+                outputs.append(demo.output)
+            assert running_server(nats_dir) is None, "the demo left its nats-server running"
+    finally:
+        stop_embedded_server(nats_dir)
+
+    first, second = outputs
+    assert statuses == [0, 0]
+    assert "Created a local admin user for the demo (login: admin / admin)" in first
+    assert f"Seeding sample accounts: {ACCOUNTS}/{ACCOUNTS}" in first
+    assert "Stopped the embedded nats-server" in first
+    assert "Created a local admin user" not in second and "Seeding" not in second
+    assert "Sample data already there" in second and "login: admin / admin" in second
+
+
+def test_demo_refuses_a_busy_port_before_starting_anything(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        demo = subprocess.run(
+            [sys.executable, "manage.py", "demo", "--addrport", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=demo_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert demo.returncode == 1
+    assert f"cannot serve on 127.0.0.1:{port}" in demo.stderr and "--addrport" in demo.stderr
+    assert not (tmp_path / "eventstore").exists()
