@@ -224,3 +224,19 @@ def test_closed_store_reconnects_on_next_use(js_store):
     js_store.close()
     assert js_store.get_latest_version("order-1") == 1
     assert js_store.save_event(ev("order-1", 2)).version == 2
+
+
+def test_retry_answered_wrong_last_sequence_returns_the_stored_event(js_store, nats_url, stream_name, subject_prefix):
+    """A publish that reached the server, retried by a writer whose view is stale, is recognised as its own."""
+    other = JetStreamEventStore(nats_url, stream=stream_name, subject_prefix=subject_prefix)
+    try:
+        assert other.get_latest_version("order-1") == 0  # other now caches "empty"
+        event = ev("order-1", 1)
+        first = js_store.save_event(event)
+        again = other.save_event(event)  # expected-last-sequence 0 is wrong now: the server says 10071
+        assert again == first
+        assert len(js_store.get_events("order-1")) == 1
+        with pytest.raises(VersionConflictError):
+            other.save_event(ev("order-1", 1))  # a different event at that version is a real conflict
+    finally:
+        other.close()
