@@ -1,0 +1,73 @@
+"""The API under ASGI: the async version view, and ids told apart by the raw path ASGI servers pass."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+from django.core.asgi import get_asgi_application
+from django.test import AsyncClient, Client
+
+from django_eventstore import Event, get_store
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the ASGI handler reaches the database from other threads
+API = "/api/eventstore/"
+
+
+def session_cookie(user: Any) -> dict[str, str]:
+    client = Client()
+    client.force_login(user)
+    return {"sessionid": client.cookies["sessionid"].value}
+
+
+def test_async_version_view_under_the_asgi_client(admin_user: Any) -> None:
+    get_store().append("order-1", [Event(event_type="Placed"), Event(event_type="Paid")], expected_version=0)
+    anonymous, admin = AsyncClient(), AsyncClient()
+    admin.cookies.load(session_cookie(admin_user))
+
+    async def go() -> list[Any]:
+        return list(
+            await asyncio.gather(
+                anonymous.get(API + "actors/order-1/version/"),
+                *[admin.get(API + "actors/order-1/version/") for _ in range(10)],
+                admin.get(API + "actors/order-1/version/", headers={"If-None-Match": '"2"'}),
+                admin.get(API + "actors/" + "x" * 300 + "/version/"),
+            )
+        )
+
+    refused, *ok, cached, bad = asyncio.run(go())
+    assert refused.status_code == 403 and set(refused.json()) == {"detail"}
+    assert all(r.status_code == 200 and r.json() == {"actor_id": "order-1", "latest_version": 2} and r["ETag"] == '"2"' for r in ok)
+    assert (cached.status_code, cached["ETag"]) == (304, '"2"')
+    assert bad.status_code == 400 and "actor_id" in bad.json()
+
+
+def test_raw_asgi_path_tells_ids_with_slashes_apart(admin_user: Any) -> None:
+    transport = httpx.ASGITransport(app=get_asgi_application())
+    csrf = "k" * 32  # SessionAuthentication checks CSRF on writes, as a browser would be
+    cookies = {**session_cookie(admin_user), "csrftoken": csrf}
+
+    async def go() -> dict[str, Any]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", cookies=cookies) as client:
+            post = lambda path, body: client.post(API + path, content=json.dumps(body), headers={"Content-Type": "application/json", "X-CSRFToken": csrf})  # noqa: E731
+            created = [await post(f"actors/{raw}/events/", {"event_type": "X", "version": 1, "data": {}}) for raw in ("x%2Fevents", "x%2Fversion", "x")]
+            return {
+                "created": [r.status_code for r in created],
+                "detail": (await client.get(API + "actors/x%2Fevents/")).json(),
+                "via_version_route": (await client.get(API + "actors/x%2Fversion/")).json(),
+                "version": (await client.get(API + "actors/x%2Fevents/version/")).json(),
+                "events_of_x": (await client.get(API + "actors/x/events/")).json(),
+                "snapshot": (await client.get(API + "actors/x%2Fsnapshot/")).status_code,
+            }
+
+    result = asyncio.run(go())
+    assert result["created"] == [201, 201, 201]
+    assert result["detail"]["actor_id"] == "x/events"
+    assert result["via_version_route"]["actor_id"] == "x/version"
+    assert result["version"] == {"actor_id": "x/events", "latest_version": 1}
+    assert [e["actor_id"] for e in result["events_of_x"]["results"]] == ["x"]
+    assert result["snapshot"] == 404  # the actor "x/snapshot" has no events
+    assert [get_store().get_latest_version(i) for i in ("x/events", "x/version", "x")] == [1, 1, 1]
