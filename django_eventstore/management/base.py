@@ -1,0 +1,142 @@
+"""What the ``eventstore_*`` commands share: error mapping, table/JSON output, progress, stream scans."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_eventstore import EventStoreError, EventStoreUnavailable, ReadResult, get_store
+
+if TYPE_CHECKING:
+    from django_eventstore.core.facade import EventStore
+
+SCAN_PAGE = 1000
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an int >= minimum."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def to_json(obj: Any, indent: int | None = None) -> str:
+    """JSON as the store writes it: UTF-8 kept, no spaces unless indented."""
+    separators = None if indent else (",", ":")
+    return json.dumps(obj, ensure_ascii=False, indent=indent, separators=separators)
+
+
+class StoreCommand(BaseCommand):
+    """Base of the eventstore commands: ``run()`` does the work; store errors become CommandError.
+
+    Subclasses set ``formats`` to get a ``--format`` option (the first is the default).
+    """
+
+    formats: Sequence[str] = ()
+    verbosity = 1
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        if self.formats:
+            parser.add_argument("--format", choices=self.formats, default=self.formats[0], help="output format (default: %(default)s)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.verbosity = options["verbosity"]
+        try:
+            self.run(*args, **options)
+        except EventStoreUnavailable as e:
+            raise CommandError(
+                f"{e}. Check settings.EVENTSTORE['SERVERS'] (and TIMEOUT), or start a local server with manage.py eventstore_server."
+            ) from e
+        except EventStoreError as e:
+            raise CommandError(str(e)) from e
+
+    def run(self, *args: Any, **options: Any) -> None:
+        raise NotImplementedError
+
+    @property
+    def store(self) -> EventStore:
+        return get_store()
+
+    # ----- output -----
+
+    def note(self, message: str, level: int = 1) -> None:
+        """A diagnostic line on stderr, shown from verbosity ``level`` on."""
+        if self.verbosity >= level:
+            self.stderr.write(message)
+
+    def write_json(self, data: Any) -> None:
+        self.stdout.write(to_json(data, indent=2))
+
+    def write_table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Left-aligned columns, a styled header line; None shows as ``-``."""
+        cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
+        widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
+
+        def line(values: Sequence[str]) -> str:
+            return "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
+
+        self.stdout.write(line(headers), style_func=self.style.MIGRATE_HEADING)
+        for row in cells:
+            self.stdout.write(line(row))
+
+    # ----- scans -----
+
+    def scan(self, *, actor_type: str | None = None, actor_id: str | None = None, upto: int | None = None) -> Iterator[ReadResult]:
+        """Pages of the events stream in stream order (optionally one type or actor), up to position ``upto``."""
+        position = 0
+        while True:
+            page = self.store.read_all_with_errors(position, SCAN_PAGE, actor_type=actor_type, actor_id=actor_id)
+            if upto is not None:
+                page = ReadResult([e for e in page.events if e.position <= upto], [m for m in page.errors if m.position <= upto])
+            positions = [e.position for e in page.events] + [m.position for m in page.errors]
+            if not positions:
+                return
+            yield page
+            position = max(positions)
+            if upto is not None and position >= upto:
+                return
+
+    def last_position(self) -> int:
+        """The events stream's last sequence now: where a scan stops, and the progress bar's end."""
+        return self.store.server_summary().streams[0].last_seq
+
+
+class Progress:
+    """A progress bar on stderr (a terminal, or verbosity 2 and up), redrawn at most every 0.2 s."""
+
+    WIDTH = 30
+
+    def __init__(self, command: StoreCommand, total: int, label: str):
+        self.out = command.stderr
+        self.total = max(total, 1)
+        self.label = label
+        self.enabled = command.verbosity >= 2 or (command.verbosity >= 1 and command.stderr.isatty())
+        self._drawn = 0.0
+
+    def update(self, position: int, count: int, force: bool = False) -> None:
+        """Show how far the scan is (``position`` of ``total``) and how many items it produced."""
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self._drawn < 0.2):
+            return
+        self._drawn = now
+        fraction = min(position / self.total, 1.0)
+        bar = "#" * int(fraction * self.WIDTH)
+        self.out.write(f"\r{self.label} [{bar.ljust(self.WIDTH)}] {fraction:4.0%} {count:,}", ending="")
+        self.out.flush()
+
+    def finish(self, count: int) -> None:
+        if self.enabled:
+            self.update(self.total, count, force=True)
+            self.out.write("")

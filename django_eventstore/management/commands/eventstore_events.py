@@ -1,0 +1,88 @@
+"""``manage.py eventstore_events ACTOR_ID [--from-version N] [--limit N] [--format table|json|jsonl] [--follow]``."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+
+from django_eventstore import Event, ReadResult
+from django_eventstore.management.base import StoreCommand, int_at_least, to_json
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
+class Command(StoreCommand):
+    help = "Show an actor's events in version order; --follow keeps printing new ones until Ctrl-C."
+    formats = ("table", "json", "jsonl")
+    COLUMNS = (("VERSION", 7), ("TIMESTAMP", 27), ("EVENT_TYPE", 24), ("DATA", 0))
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.stop = threading.Event()  # set from another thread to end --follow, as Ctrl-C does
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("actor_id", help="the actor whose events to show, e.g. order-42")
+        parser.add_argument("--from-version", type=int_at_least(0), default=0, help="only events after this version")
+        parser.add_argument("--limit", type=int_at_least(1), help="at most this many events (before following)")
+        parser.add_argument("--follow", action="store_true", help="keep printing events as they are stored, until Ctrl-C")
+        parser.add_argument("--poll-interval", type=positive_seconds, default=1.0, help="seconds between checks with --follow (default: %(default)s)")
+
+    def run(
+        self, actor_id: str, *, from_version: int, limit: int | None, format: str, follow: bool, poll_interval: float, **options: Any
+    ) -> None:
+        if follow and format == "json":
+            raise CommandError("--follow writes events as they come: use --format jsonl or table, not json")
+        result = self.store.get_events_with_errors(actor_id, from_version, limit=limit)
+        if not result.events and not result.errors and not follow and self.store.get_latest_version(actor_id) == 0:
+            raise CommandError(f"actor {actor_id!r} has no events (list the actors with manage.py eventstore_actors)")
+        if format == "json":
+            self.report_malformed(result)
+            self.write_json([e.to_dict() for e in result.events])
+            return
+        if format == "table":
+            self.write_row([name for name, _ in self.COLUMNS], self.style.MIGRATE_HEADING)
+        version, position = self.show(result, format, from_version, 0)
+        if follow:
+            self.note(f"following actor {actor_id!r} from version {version}; Ctrl-C to stop", 2)
+            try:
+                while not self.stop.wait(poll_interval):
+                    result = self.store.get_events_with_errors(actor_id, version, after_position=position)
+                    version, position = self.show(result, format, version, position)
+            except KeyboardInterrupt:
+                self.note("stopped")
+
+    def show(self, result: ReadResult, format: str, version: int, position: int) -> tuple[int, int]:
+        """Write the events (and warn of malformed messages); the last version and position seen."""
+        self.report_malformed(result)
+        for event in result.events:
+            if format == "jsonl":
+                self.stdout.write(to_json(event.to_dict()))
+            else:
+                self.write_row(self.cells(event))
+        self.stdout.flush()
+        positions = [position] + [e.position for e in result.events] + [m.position for m in result.errors]
+        return (result.events[-1].version if result.events else version), max(positions)  # type: ignore[return-value]
+
+    def report_malformed(self, result: ReadResult) -> None:
+        for bad in result.errors:
+            self.stderr.write(f"malformed message at position {bad.position} skipped: {bad.reason} (see manage.py eventstore_verify)")
+
+    @staticmethod
+    def cells(event: Event) -> list[str]:
+        return [str(event.version), event.to_dict()["timestamp"], event.event_type, to_json(event.data)]
+
+    def write_row(self, cells: list[str], style_func: Any = None) -> None:
+        self.stdout.write("  ".join(c.ljust(w) for c, (_, w) in zip(cells, self.COLUMNS)).rstrip(), style_func=style_func)

@@ -1,0 +1,224 @@
+"""``manage.py eventstore_import FILE|- [--dry-run]``: load an export, keeping ids, versions and timestamps.
+
+Two passes: the first checks every line against the file and the store and
+refuses the input (naming the line) before anything is written; the second
+appends what is not stored yet, batching consecutive events of one actor.
+Events already stored (same id at the same version) are skipped, so importing
+a file twice stores nothing the second time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import IO, Any, Iterator
+
+from django.core.management.base import CommandError, CommandParser
+
+from django_eventstore import ActorSnapshot, Event, EventStoreError, EventStoreUnavailable, SnapshotNotFound
+from django_eventstore.management.base import Progress, StoreCommand
+from django_eventstore.management.exchange import FormatError, parse_line
+
+MAX_BATCH = 1000  # the most events one append stores
+# An atomic append costs one staged commit on the server (2-20 ms measured on a file stream), a single
+# save one publish (0.2-0.8 ms): shorter runs of an actor's events are stored one by one.
+APPEND_FROM = 32
+
+
+@dataclass
+class _Actor:
+    """What the first pass learnt of one actor."""
+
+    stored: int  # its latest version in the store
+    last: int = 0  # its last version in the file so far
+    last_line: int = 0
+    present: list[tuple[int, Event]] = field(default_factory=list)  # (line, event) at or below ``stored``
+
+
+@dataclass
+class _Plan:
+    actors: dict[str, _Actor] = field(default_factory=dict)
+    new_events: int = 0
+    snapshots: int = 0
+
+
+class Command(StoreCommand):
+    help = (
+        "Import an eventstore_export file (JSON Lines) into the configured streams, keeping actor ids, versions, "
+        "event ids and timestamps. Events already stored are skipped; input that is not a valid export, or that "
+        "conflicts with the store, is refused with its line number before anything is written."
+    )
+    stealth_options = ("stdin",)
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("file", metavar="FILE", help="an export file, or - for stdin")
+        parser.add_argument("--dry-run", action="store_true", help="check the input and say what would be imported, without writing")
+
+    def run(self, file: str, *, dry_run: bool, **options: Any) -> None:
+        with self.open_source(file, options.get("stdin")) as source:
+            plan = self.plan(source)
+            present = sum(len(a.present) for a in plan.actors.values())
+            if dry_run:
+                self.stdout.write(
+                    f"would import {plan.new_events:,} events of {len(plan.actors):,} actors "
+                    f"({present:,} already stored) and up to {plan.snapshots:,} snapshots"
+                )
+                return
+            source.seek(0)
+            events, snapshots = self.write(source, plan)
+        self.stdout.write(
+            f"imported {events:,} events of {len(plan.actors):,} actors and {snapshots:,} snapshots "
+            f"({present:,} events and {plan.snapshots - snapshots:,} snapshots were already stored)",
+            style_func=self.style.SUCCESS,
+        )
+
+    @contextlib.contextmanager
+    def open_source(self, file: str, stdin: IO[Any] | None) -> Iterator[IO[bytes]]:
+        """The input as a seekable binary file; stdin is copied to a temporary file first."""
+        if file != "-":
+            try:
+                with open(file, "rb") as source:
+                    yield source
+            except OSError as e:
+                raise CommandError(f"cannot read {file}: {e.strerror or e}") from e
+            return
+        stream = stdin or sys.stdin
+        with tempfile.TemporaryFile() as spool:
+            if hasattr(stream, "buffer"):
+                shutil.copyfileobj(stream.buffer, spool)
+            else:
+                for text in stream:
+                    spool.write(text.encode("utf-8") if isinstance(text, str) else text)
+            spool.seek(0)
+            yield spool
+
+    def lines(self, source: IO[bytes], label: str) -> Iterator[tuple[int, Event | ActorSnapshot]]:
+        """(line number, parsed item) of each non-blank line, with a progress bar; CommandError names a bad line."""
+        progress = Progress(self, os.fstat(source.fileno()).st_size, label)
+        done = items = 0
+        for number, raw in enumerate(source, start=1):
+            done += len(raw)
+            if not raw.strip():
+                continue
+            try:
+                item = parse_line(raw)
+            except (FormatError, EventStoreError) as e:
+                raise CommandError(f"line {number}: {e}") from e
+            yield number, item
+            items += 1
+            progress.update(done, items)
+        progress.finish(items)
+
+    # ----- first pass -----
+
+    def plan(self, source: IO[bytes]) -> _Plan:
+        """Check every line against the file and the store; what the second pass must write."""
+        plan = _Plan()
+        seen_ids: dict[str, int] = {}
+        for number, item in self.lines(source, "checking"):
+            actor = self.actor(plan, item.actor_id)  # type: ignore[arg-type]
+            if isinstance(item, ActorSnapshot):
+                latest = max(actor.stored, actor.last)
+                if item.version > latest:
+                    raise CommandError(f"line {number}: snapshot of actor {item.actor_id!r} at version {item.version} is ahead of its events (latest version {latest})")
+                plan.snapshots += 1
+                continue
+            self.check_event(number, item, actor, seen_ids)
+            if item.version <= actor.stored:  # type: ignore[operator]
+                actor.present.append((number, item))
+            else:
+                plan.new_events += 1
+            actor.last, actor.last_line = item.version, number  # type: ignore[assignment]
+        for actor_id, actor in plan.actors.items():
+            self.compare_stored(actor_id, actor.present)
+        return plan
+
+    def actor(self, plan: _Plan, actor_id: str) -> _Actor:
+        actor = plan.actors.get(actor_id)
+        if actor is None:
+            actor = plan.actors[actor_id] = _Actor(stored=self.store.get_latest_version(actor_id))
+        return actor
+
+    @staticmethod
+    def check_event(number: int, event: Event, actor: _Actor, seen_ids: dict[str, int]) -> None:
+        """Versions of an actor follow each other; an event id appears once."""
+        where = f"line {number}: actor {event.actor_id!r} version {event.version}"
+        if actor.last and event.version != actor.last + 1:
+            raise CommandError(f"{where} follows version {actor.last} (line {actor.last_line}): an actor's versions must be consecutive")
+        if not actor.last and event.version > actor.stored + 1:  # type: ignore[operator]
+            raise CommandError(f"{where} would leave a gap: the store has versions up to {actor.stored} and the file starts at {event.version}")
+        if event.id in seen_ids:
+            raise CommandError(f"line {number}: event id {event.id!r} is also used on line {seen_ids[event.id]}")
+        seen_ids[event.id] = number
+
+    def compare_stored(self, actor_id: str, present: list[tuple[int, Event]]) -> None:
+        """The file's events at versions the store already has must be the stored ones (same id)."""
+        if not present:
+            return
+        first = present[0][1].version
+        stored = self.store.get_events(actor_id, first - 1, limit=len(present))  # type: ignore[operator]
+        stored_ids = {e.version: e.id for e in stored}
+        for number, event in present:
+            if stored_ids.get(event.version) != event.id:
+                raise CommandError(
+                    f"line {number}: actor {actor_id!r} version {event.version} conflicts with the store: "
+                    f"stored event id {stored_ids.get(event.version)!r}, the file has {event.id!r}"
+                )
+
+    # ----- second pass -----
+
+    def write(self, source: IO[bytes], plan: _Plan) -> tuple[int, int]:
+        """Store the events not stored yet, in file order (consecutive ones of an actor together), and the snapshots."""
+        run: list[tuple[int, Event]] = []
+        written = snapshots = 0
+        for number, item in self.lines(source, "importing"):
+            if isinstance(item, Event) and item.version <= plan.actors[item.actor_id].stored:  # type: ignore[index, operator]
+                continue
+            if run and (not isinstance(item, Event) or item.actor_id != run[0][1].actor_id or len(run) == MAX_BATCH):
+                written += self.store_run(run)
+                run = []
+            if isinstance(item, Event):
+                run.append((number, item))
+            else:
+                snapshots += self.save_snapshot(item, number)
+        if run:
+            written += self.store_run(run)
+        return written, snapshots
+
+    def store_run(self, run: list[tuple[int, Event]]) -> int:
+        """Store consecutive events of one actor: one atomic append when long enough to pay, else one by one."""
+        if len(run) >= APPEND_FROM:
+            with _at_line(run[0][0]):
+                self.store.append(run[0][1].actor_id, [e for _, e in run], expected_version=run[0][1].version - 1)  # type: ignore[arg-type, operator]
+            return len(run)
+        for number, event in run:
+            with _at_line(number):
+                self.store.save_event(event)
+        return len(run)
+
+    def save_snapshot(self, snapshot: ActorSnapshot, line: int) -> int:
+        """Save the snapshot unless the store has it, or a newer one; 1 when saved."""
+        with _at_line(line):
+            try:
+                if self.store.get_latest_snapshot(snapshot.actor_id).version >= snapshot.version:
+                    return 0
+            except SnapshotNotFound:
+                pass
+            self.store.save_snapshot(snapshot)
+        return 1
+
+
+@contextlib.contextmanager
+def _at_line(line: int) -> Iterator[None]:
+    """A store error while writing a line becomes a CommandError naming it (unreachable NATS stays as it is)."""
+    try:
+        yield
+    except EventStoreUnavailable:
+        raise
+    except EventStoreError as e:
+        raise CommandError(f"line {line}: {e}. The lines before it are imported; importing again skips them.") from e

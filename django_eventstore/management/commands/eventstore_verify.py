@@ -1,0 +1,76 @@
+"""``manage.py eventstore_verify [--type T] [--actor ACTOR_ID]``: scan the events for problems; exit 1 when any."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+
+from django_eventstore.management.base import Progress, StoreCommand
+
+SNAPSHOT_LOOKUP = 1000  # actors per batched snapshot-version lookup
+
+
+class Command(StoreCommand):
+    help = (
+        "Check the events: malformed messages, headers disagreeing with bodies, versions out of order or with gaps, "
+        "snapshots ahead of their actor. Prints one line per problem; exit status 1 when it found any."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("--type", dest="actor_type", help="only actors of this type")
+        parser.add_argument("--actor", dest="actor_id", help="only this actor")
+
+    def run(self, *args: Any, actor_type: str | None, actor_id: str | None, **options: Any) -> None:
+        self.problems = 0
+        self.events = 0
+        latest = self.check_events(actor_type, actor_id)
+        if actor_id is not None and not latest and not self.problems:
+            raise CommandError(f"actor {actor_id!r} has no events (list the actors with manage.py eventstore_actors)")
+        snapshots = self.check_snapshots(latest)
+        checked = f"{self.events:,} events of {len(latest):,} actors and {snapshots:,} snapshots"
+        if self.problems:
+            raise CommandError(f"found {self.problems:,} problems in {checked}", returncode=1)
+        self.stdout.write(f"no problems in {checked}", style_func=self.style.SUCCESS)
+
+    def problem(self, position: int | str, where: str, text: str) -> None:
+        self.problems += 1
+        self.stdout.write(f"position {position}  {where}: {text}", style_func=self.style.ERROR)
+
+    def check_events(self, actor_type: str | None, actor_id: str | None) -> dict[str, int]:
+        """Scan in stream order; report malformed messages and version jumps. Each actor's last version seen."""
+        latest: dict[str, int] = {}
+        upto = self.last_position()
+        progress = Progress(self, upto, "verifying")
+        for page in self.scan(actor_type=actor_type, actor_id=actor_id, upto=upto):
+            for bad in page.errors:
+                self.problem(bad.position, f"subject {bad.subject}", f"malformed message: {bad.reason}")
+            self.events += len(page.events)
+            for event in page.events:
+                previous = latest.get(event.actor_id, 0)  # type: ignore[arg-type]
+                if event.version != previous + 1:
+                    self.problem(event.position, f"actor {event.actor_id!r}", _jump(previous, event.version))  # type: ignore[arg-type]
+                latest[event.actor_id] = max(previous, event.version)  # type: ignore[index, type-var]
+            progress.update(max([e.position for e in page.events] + [m.position for m in page.errors]), len(latest))  # type: ignore[type-var]
+        progress.finish(len(latest))
+        return latest
+
+    def check_snapshots(self, latest: dict[str, int]) -> int:
+        """Report snapshots whose version is above their actor's latest; how many snapshots were checked."""
+        ids = sorted(latest)
+        checked = 0
+        for start in range(0, len(ids), SNAPSHOT_LOOKUP):
+            versions = self.store.snapshot_versions(ids[start : start + SNAPSHOT_LOOKUP])
+            checked += len(versions)
+            for actor_id, version in sorted(versions.items()):
+                if version > latest[actor_id]:
+                    self.problem("-", f"actor {actor_id!r}", f"snapshot at version {version} is ahead of the latest event, version {latest[actor_id]}")
+        return checked
+
+
+def _jump(previous: int, version: int) -> str:
+    if version > previous + 1:
+        missing = f"version {previous + 1}" if version == previous + 2 else f"versions {previous + 1}..{version - 1}"
+        return f"version {version} follows version {previous}: {missing} missing"
+    return f"version {version} after version {previous}: out of order or repeated"
