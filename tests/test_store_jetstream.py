@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import re
 import time
 import warnings
 
@@ -133,7 +134,8 @@ def test_setup_is_idempotent_and_reports(js_store, stream_name):
     changes = js_store.setup()
     assert [(c.stream, c.action) for c in changes] == [(stream_name, "unchanged"), (f"{stream_name}_SNAPSHOTS", "unchanged")]
     summary = js_store.server_summary()
-    assert summary.version.startswith("<nats server v2") or summary.version
+    assert re.fullmatch(r"2\.\d+\.\d+.*", summary.version)
+    assert summary.url.startswith("nats://127.0.0.1:")
     assert [s.name for s in summary.streams] == [stream_name, f"{stream_name}_SNAPSHOTS"]
 
 

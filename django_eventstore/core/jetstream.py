@@ -210,7 +210,9 @@ class JetStreamBackend:
     async def _connect(self) -> _Connection:
         nc = _Client()
 
-        quiet = False  # one warning per outage, not one per reconnect attempt
+        # Quiet while connecting (a failure raises EventStoreUnavailable) and on close;
+        # then one warning per outage, not one per reconnect attempt.
+        quiet = True
 
         async def on_error(e: Exception) -> None:
             nonlocal quiet
@@ -218,7 +220,8 @@ class JetStreamBackend:
             quiet = True
 
         async def on_disconnect() -> None:
-            log.warning("disconnected from NATS; reconnecting in the background")
+            if not nc.is_closed and not nc.is_draining:
+                log.warning("disconnected from NATS; reconnecting in the background")
 
         async def on_reconnect() -> None:
             nonlocal quiet
@@ -248,6 +251,7 @@ class JetStreamBackend:
             raise EventStoreUnavailable(
                 f"could not connect to NATS within {self.timeout}s; servers tried: {', '.join(self.servers)}{detail}"
             ) from None
+        quiet = False
         conn = _Connection(nc, self.timeout, self.servers)
         await conn.start()
         self.max_payload = nc.max_payload
@@ -459,7 +463,9 @@ class JetStreamBackend:
                 )
             )
         account.pop("type", None)
-        return ServerSummary(url=conn.url, version=str(conn.nc.connected_server_version), streams=streams, account=account)
+        v = conn.nc.connected_server_version
+        version = f"{v.major}.{v.minor}.{v.patch}" + (f"-{v.dev}" if v.dev else "")
+        return ServerSummary(url=conn.url, version=version, streams=streams, account=account)
 
 
 class JetStreamEventStore(EventStore):
