@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 from .conf import embedded_dir
-from .testing import find_nats_server, free_port, wait_for_port
+from .testing import find_nats_server, free_port, port_free, wait_for_port
 
 log = logging.getLogger("django_eventstore")
 HOST = "127.0.0.1"
@@ -61,7 +61,7 @@ def ensure_embedded_server(directory: str | os.PathLike[str] | None = None, port
         url = running_server(root)
         if url:
             return url
-        port = port or (4222 if not _listening(4222) and _port_free(4222) else free_port())
+        port = port or (4222 if not _listening(4222) and port_free(HOST, 4222) else free_port())
         cmd = [find_nats_server(), "-js", "-a", HOST, "-p", str(port), "-sd", str(root / "jetstream")]
         log_file = open(root / "nats-server.log", "ab")
         process = subprocess.Popen(cmd, stdout=log_file, stderr=log_file, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -85,12 +85,3 @@ def stop_embedded_server(directory: str | os.PathLike[str] | None = None) -> boo
     os.kill(pid, 15)
     (root / "server.json").unlink(missing_ok=True)
     return True
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((HOST, port))
-            return True
-        except OSError:
-            return False

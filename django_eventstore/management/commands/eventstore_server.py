@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -15,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django_eventstore.conf import embedded_dir
 from django_eventstore.embedded import running_server
 from django_eventstore.management.base import int_at_least
-from django_eventstore.testing import NatsServer
+from django_eventstore.testing import NatsServer, port_free, stop_process
 
 DEFAULT_PORT = 4222
 
@@ -41,7 +40,7 @@ class Command(BaseCommand):
                 raise CommandError(f"the embedded nats-server of {embedded_dir()} already runs at {url}; use it, or pass another --store-dir")
             store_dir = str(Path(embedded_dir()) / "jetstream")
         server = NatsServer(port=port, store_dir=store_dir)
-        if not _port_free(server.host, port):
+        if not port_free(server.host, port):
             raise CommandError(f"port {port} on {server.host} is in use (another nats-server?); choose one with --port")
         try:
             command = server.command()
@@ -62,28 +61,9 @@ class Command(BaseCommand):
             self.stdout.write("stopping nats-server")
             status = 0
         finally:
-            _stop(process)
+            stop_process(process)
         if status != 0:
             raise CommandError(f"nats-server exited with status {status}; its log is above")
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextlib.contextmanager
