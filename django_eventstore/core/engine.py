@@ -30,7 +30,7 @@ from .events import (
     header_version,
     summary,
 )
-from .subjects import Subjects, validate_actor_id
+from .subjects import Subjects, decode_token, validate_actor_id
 
 log = logging.getLogger("django_eventstore")
 
@@ -399,14 +399,14 @@ class Engine:
         return ids
 
     async def actor_types(self) -> list[str]:
-        """The actor types present, sorted."""
+        """The actor types present, sorted (decodes only the distinct type tokens)."""
         subjects = await self.backend.subjects(EVENTS, self.subjects.events_filter())
         types = set()
-        for subject in subjects:
+        for token in {subject.rsplit(".", 2)[-2] for subject in subjects}:
             try:
-                types.add(summary(self.subjects.actor_id_of(subject), 0, None).actor_type)
+                types.add(decode_token(token))
             except ValueError:
-                continue
+                log.warning("ignoring type token %r: not an encoded token", token)
         return sorted(types)
 
     async def list_actors(
