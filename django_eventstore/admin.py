@@ -1,0 +1,90 @@
+"""The "Actors" admin: a changelist, one page per actor and a stream overview, read from the store.
+
+The ``Actor`` model has no table, so only these read-only views are routed
+(the admin's add, change, delete and history views are not), and each checks
+the model's ``view`` permission itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.views.decorators.http import require_safe
+
+from . import EventStoreError, EventStoreUnavailable, get_store
+from . import admin_views as pages
+from .models import Actor
+
+TEMPLATES = "django_eventstore/admin/"
+
+
+@admin.register(Actor)
+class ActorAdmin(admin.ModelAdmin):
+    """Browse actors, their snapshots and events; nothing here writes to the store."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        def wrap(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+            return self.admin_site.admin_view(require_safe(view))
+
+        name = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("", wrap(self.changelist_view), name=f"{name}_changelist"),
+            # Two segments: an actor's token (one segment, no "/") can never take this route.
+            path("stream/overview/", wrap(self.overview_view), name=f"{name}_overview"),
+            path("<str:token>/", wrap(self.actor_view), name=f"{name}_actor"),
+        ]
+
+    def _url(self, view: str, *args: str) -> str:
+        return reverse(f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_{view}", args=args)
+
+    def _render(
+        self, request: HttpRequest, template: str, title: str, build: Callable[[], dict[str, Any]], crumbs: bool = True
+    ) -> HttpResponse:
+        """Check the view permission, read what the page shows, render it; a store error gives a 503 page."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": title,
+            "changelist_url": self._url("changelist"),
+            "overview_url": self._url("overview"),
+            "crumbs": crumbs,
+        }
+        try:
+            context.update(build())
+        except EventStoreError as e:
+            context["error"] = e
+            context["unavailable"] = isinstance(e, EventStoreUnavailable)
+            return TemplateResponse(request, TEMPLATES + "store_error.html", context, status=503)
+        return TemplateResponse(request, TEMPLATES + template, context)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        def build() -> dict[str, Any]:
+            return {"listing": pages.actor_list(get_store(), request.GET, lambda token: self._url("actor", token))}
+
+        return self._render(request, "changelist.html", "Actors", build, crumbs=False)
+
+    def actor_view(self, request: HttpRequest, token: str) -> HttpResponse:
+        def build() -> dict[str, Any]:
+            actor_id = pages.actor_id_from_token(token)
+            return {"page": pages.actor_page(get_store(), actor_id, request.GET), "title": f"Actor {actor_id}"}
+
+        return self._render(request, "actor.html", "Actor", build)
+
+    def overview_view(self, request: HttpRequest) -> HttpResponse:
+        return self._render(request, "overview.html", "Stream overview", lambda: pages.stream_rows(get_store()))

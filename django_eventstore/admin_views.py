@@ -1,0 +1,281 @@
+"""What the admin pages show, read from the store: the actor list, one actor's events, the streams.
+
+These functions take the request's query parameters (a bad one is a 404) and
+return plain objects; ``admin.py`` checks permissions and renders them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from django.core.paginator import Paginator
+from django.http import Http404, QueryDict
+from django.utils.http import urlencode
+
+from . import ActorSnapshot, ActorSummary, Event, MalformedMessage, SnapshotNotFound
+from .core.facade import EventStore
+from .core.subjects import decode_token, encode_token, validate_actor_id
+
+ACTORS_PER_PAGE = 100
+EVENTS_PER_PAGE = 50
+RAW_PREVIEW_CHARS = 4000
+TYPES_TTL = 30.0  # seconds the sidebar's list of actor types is reused (listing 100,000 subjects takes ~0.4 s)
+
+
+def actor_token(actor_id: str) -> str:
+    """The URL path segment of an actor: the subject encoding (``~XX`` for every byte outside ``[A-Za-z0-9_-]``)."""
+    return encode_token(actor_id)
+
+
+def actor_id_from_token(token: str) -> str:
+    """Invert actor_token; Http404 for a segment it cannot have produced."""
+    try:
+        return validate_actor_id(decode_token(token))
+    except (ValueError, UnicodeDecodeError) as e:  # InvalidActorId is a ValueError too
+        raise Http404(f"no actor has the URL segment {token!r}") from e
+
+
+def pretty_json(value: Any) -> str:
+    """Indented JSON for people (the template escapes it)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def query_string(params: dict[str, Any], **changes: Any) -> str:
+    """``?a=1&b=2`` from params updated with changes, leaving out empty values."""
+    merged = {**params, **changes}
+    kept = {k: v for k, v in merged.items() if v not in (None, "")}
+    return "?" + urlencode(kept) if kept else "?"
+
+
+def positive_int(params: QueryDict, name: str) -> int | None:
+    """A query parameter that must be a whole number >= 1 when present; Http404 otherwise."""
+    text = params.get(name, "")
+    if text == "":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise Http404(f"{name} must be a whole number from 1")
+    return int(text)
+
+
+# ----- the actor list -----
+
+
+class TypesCache:
+    """The actor types of the last store asked, reused for TYPES_TTL seconds (one slot: one store per process)."""
+
+    def __init__(self) -> None:
+        self._entry: tuple[EventStore, float, list[str]] | None = None
+
+    def get(self, store: EventStore) -> list[str]:
+        entry = self._entry
+        if entry is not None and entry[0] is store and time.monotonic() < entry[1]:
+            return entry[2]
+        types = store.actor_types()
+        self._entry = (store, time.monotonic() + TYPES_TTL, types)
+        return types
+
+    def clear(self) -> None:
+        self._entry = None
+
+
+types_cache = TypesCache()
+
+
+@dataclass
+class ActorRow:
+    actor: ActorSummary
+    url: str
+
+
+@dataclass
+class Choice:
+    label: str
+    url: str
+    selected: bool
+
+
+@dataclass
+class ActorList:
+    rows: list[ActorRow]
+    total: int
+    page: int
+    page_count: int
+    page_links: list[tuple[int | str, str]]  # (number or the ellipsis, url or "")
+    type_choices: list[Choice]
+    params: dict[str, str]
+
+
+def actor_list(store: EventStore, params: QueryDict, actor_url: Callable[[str], str]) -> ActorList:
+    """One page of actors for the changelist: ``q`` (id prefix), ``type`` and ``p`` (1-based page)."""
+    prefix = params.get("q", "")
+    actor_type = params.get("type", "")
+    page = positive_int(params, "p") or 1
+    listing = store.list_actors(
+        actor_type=actor_type or None, prefix=prefix or None, limit=ACTORS_PER_PAGE, offset=(page - 1) * ACTORS_PER_PAGE
+    )
+    if page > 1 and not listing.actors:
+        raise Http404(f"there is no page {page}")
+    kept = {"q": prefix, "type": actor_type}
+    paginator = Paginator(range(listing.total), ACTORS_PER_PAGE)
+    page_links = [
+        (n, "" if n == Paginator.ELLIPSIS else query_string(kept, p=n if n != 1 else None))
+        for n in paginator.get_elided_page_range(page)
+    ]
+    types = set(types_cache.get(store)).union(a.actor_type for a in listing.actors)
+    if actor_type:
+        types.add(actor_type)
+    choices = [Choice("All", query_string(kept, type=None), not actor_type)]
+    choices += [Choice(t, query_string(kept, type=t), t == actor_type) for t in sorted(types)]
+    return ActorList(
+        rows=[ActorRow(a, actor_url(actor_token(a.actor_id))) for a in listing.actors],
+        total=listing.total,
+        page=page,
+        page_count=paginator.num_pages,
+        page_links=page_links,
+        type_choices=choices,
+        params=kept,
+    )
+
+
+# ----- one actor -----
+
+
+@dataclass
+class EventRow:
+    """An event of the table, or a malformed message (``malformed`` set, ``event`` None)."""
+
+    position: int
+    event: Event | None = None
+    malformed: MalformedMessage | None = None
+
+    @property
+    def data_json(self) -> str:
+        return pretty_json(self.event.data) if self.event else ""
+
+    @property
+    def metadata_json(self) -> str:
+        return pretty_json(self.event.metadata) if self.event and self.event.metadata else ""
+
+    @property
+    def raw_text(self) -> str:
+        if self.malformed is None:
+            return ""
+        text = self.malformed.raw.decode("utf-8", errors="replace")
+        return text if len(text) <= RAW_PREVIEW_CHARS else text[:RAW_PREVIEW_CHARS] + " …"
+
+
+@dataclass
+class EventWindow:
+    """The events with versions first..last (in stream order) and the malformed messages among them."""
+
+    rows: list[EventRow]
+    first: int
+    last: int  # first - 1 when the window holds no event
+
+
+def read_window(store: EventStore, actor_id: str, first: int, size: int) -> EventWindow:
+    """Events ``first``.. (at most ``size``) and the malformed messages that belong to this window.
+
+    A malformed message belongs to the window whose events surround it: after
+    the event ``first - 1`` and before the window's last event (or anywhere
+    after it, on the actor's last window), so paging shows each exactly once.
+    One read: the event before the window, the window, one event after it.
+    """
+    result = store.get_events_with_errors(actor_id, max(first - 2, 0), limit=size + 2)
+    events = result.events
+    lower = 0
+    if events and events[0].version == first - 1:
+        lower = events[0].position or 0
+        events = events[1:]
+    shown, after = events[:size], events[size:]
+    upper = (shown[-1].position or 0) if after else None
+    errors = [m for m in result.errors if m.position > lower and (upper is None or m.position < upper)]
+    rows = sorted(
+        [EventRow(e.position or 0, event=e) for e in shown] + [EventRow(m.position, malformed=m) for m in errors],
+        key=lambda r: r.position,
+    )
+    return EventWindow(rows, first, shown[-1].version if shown else first - 1)  # type: ignore[arg-type]
+
+
+@dataclass
+class ActorView:
+    actor_id: str
+    latest_version: int
+    snapshot: ActorSnapshot | None
+    window: EventWindow
+    rows: list[EventRow]
+    newest_first: bool
+    from_version: int | None
+    links: dict[str, str]  # "oldest", "older", "newer", "newest", "flip"
+
+    @property
+    def snapshot_json(self) -> str:
+        return pretty_json(self.snapshot.state) if self.snapshot else ""
+
+
+def actor_page(store: EventStore, actor_id: str, params: QueryDict) -> ActorView:
+    """The actor page: ``order`` (``asc``, ``desc``) and ``from`` (the version the page starts at)."""
+    newest_first = params.get("order") == "desc"
+    start = positive_int(params, "from")
+    latest = store.get_latest_version(actor_id)
+    size = EVENTS_PER_PAGE
+    if newest_first:
+        top = min(start or latest, latest)
+        first = max(top - size + 1, 1)
+    else:
+        first = min(start or 1, max(latest, 1))
+    window = read_window(store, actor_id, first, size)
+    if latest == 0 and not window.rows:
+        raise Http404(f"actor {actor_id!r} has no events")
+    try:
+        snapshot: ActorSnapshot | None = store.get_latest_snapshot(actor_id)
+    except SnapshotNotFound:
+        snapshot = None
+    rows = list(reversed(window.rows)) if newest_first else window.rows
+    return ActorView(
+        actor_id, latest, snapshot, window, rows, newest_first, start, _event_links(window, latest, size, newest_first)
+    )
+
+
+def _event_links(window: EventWindow, latest: int, size: int, newest_first: bool) -> dict[str, str]:
+    """Query strings of the pages around a window ("older", "oldest", "newer", "newest") and of the flipped order.
+
+    ``from`` is the first version shown oldest-first, the top version shown newest-first.
+    """
+
+    def link(desc: bool, start: int | None) -> str:
+        return query_string({"order": "desc" if desc else None, "from": start or None})
+
+    if newest_first:
+        older = {"older": window.first - 1, "oldest": min(size, latest)}
+        newer = {"newer": min(window.last + size, latest), "newest": None}
+    else:
+        older = {"older": max(window.first - size, 1), "oldest": None}
+        newer = {"newer": window.last + 1, "newest": max(latest - size + 1, 1)}
+    links = {"flip": link(not newest_first, window.first if newest_first else window.last)}
+    if window.first > 1:
+        links.update({name: link(newest_first, start) for name, start in older.items()})
+    if window.last < latest:
+        links.update({name: link(newest_first, start) for name, start in newer.items()})
+    return links
+
+
+# ----- the streams -----
+
+
+def stream_rows(store: EventStore) -> dict[str, Any]:
+    """The server and both streams, as the overview shows them."""
+    summary = store.server_summary()
+    return {"server": summary, "streams": [(s, cluster_text(s.cluster)) for s in summary.streams]}
+
+
+def cluster_text(cluster: dict[str, Any]) -> str:
+    """``name: leader X; replicas: Y current, Z lagging``, or "not clustered" for a single server."""
+    if not cluster.get("name"):
+        return "not clustered"
+    replicas: Iterable[dict[str, Any]] = cluster.get("replicas") or []
+    peers = ", ".join(f"{r.get('name')} {'current' if r.get('current') else 'lagging'}" for r in replicas)
+    return f"{cluster['name']}: leader {cluster.get('leader') or 'none'}" + (f"; replicas: {peers}" if peers else "")

@@ -1,0 +1,362 @@
+"""The "Actors" admin pages through the Django test client, against the real nats-server."""
+
+from __future__ import annotations
+
+import html as html_lib
+import json
+import re
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from django.urls import reverse
+from django.utils.html import escape
+
+from django_eventstore import ActorSnapshot, Event, get_store
+from django_eventstore.admin_views import actor_token, cluster_text
+from tests.conftest import publish_raw
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "admin:django_eventstore_actor_changelist"
+OVERVIEW = "admin:django_eventstore_actor_overview"
+
+
+def actor_url(actor_id: str) -> str:
+    return reverse("admin:django_eventstore_actor_actor", args=[actor_token(actor_id)])
+
+
+def add_events(actor_id: str, count: int, event_type: str = "Happened", start: int = 0) -> None:
+    """Store ``count`` events after version ``start``, in batches the store accepts."""
+    store = get_store()
+    version = start
+    while version < start + count:
+        n = min(1000, start + count - version)
+        store.append(actor_id, [Event(event_type=event_type, data={"n": version + i + 1}) for i in range(n)], version)
+        version += n
+
+
+def actor_ids_in(html: str) -> list[str]:
+    """The actor ids of the changelist's rows, in page order (as the page shows them, unescaped)."""
+    return [html_lib.unescape(m) for m in re.findall(r'<th class="field-actor_id"><a href="[^"]*">([^<]*)</a>', html)]
+
+
+def versions_in(html: str) -> list[str]:
+    """The version column of the actor page's table; "—" for a malformed row."""
+    return re.findall(r'<tr class="(?:event|malformed)">\s*<td class="numeric">([^<]*)</td>', html)
+
+
+@pytest.fixture
+def staff_viewer(db) -> User:
+    user = User.objects.create_user("viewer", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_actor", content_type__app_label="django_eventstore"))
+    return user
+
+
+@pytest.fixture
+def viewer_client(staff_viewer: User) -> Client:
+    client = Client()
+    client.force_login(staff_viewer)
+    return client
+
+
+# ----- changelist -----
+
+
+def test_index_lists_actors_without_add_link(admin_client):
+    response = admin_client.get(reverse("admin:index"))
+    html = response.content.decode()
+    assert reverse(CHANGELIST) in html
+    assert ">Actors<" in html
+    assert "django_eventstore/actor/add/" not in html
+
+
+def test_changelist_shows_actors_versions_snapshots_and_links(admin_client):
+    add_events("order-2", 3)
+    add_events("order-1", 1)
+    add_events("user-9", 2)
+    get_store().save_snapshot(ActorSnapshot(actor_id="order-2", version=2, state={"total": 5}))
+    response = admin_client.get(reverse(CHANGELIST))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert actor_ids_in(html) == ["order-1", "order-2", "user-9"]
+    row = re.search(r'field-actor_id"><a href="([^"]*)">order-2</a></th>(.*?)</tr>', html, re.S)
+    assert row.group(1) == actor_url("order-2")
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", row.group(2))
+    assert cells == ["order", "3", "2"]
+    user_cells = re.findall(r"<td[^>]*>([^<]*)</td>", re.search(r">user-9</a></th>(.*?)</tr>", html, re.S).group(1))
+    assert user_cells == ["user", "2", "none"]
+    assert "3 actors" in html
+    assert reverse(OVERVIEW) in html
+
+
+def test_changelist_filters_by_type_from_the_sidebar(admin_client):
+    for actor in ("order-1", "order-2", "user-1", "solo"):
+        add_events(actor, 1)
+    html = admin_client.get(reverse(CHANGELIST)).content.decode()
+    sidebar = html[html.index('id="changelist-filter"') :]
+    assert re.findall(r'<a href="\?type=([^"]*)">', sidebar) == ["_", "order", "user"]
+    filtered = admin_client.get(reverse(CHANGELIST), {"type": "order"}).content.decode()
+    assert actor_ids_in(filtered) == ["order-1", "order-2"]
+    assert '<li class="selected"><a href="?type=order">order</a>' in filtered
+    assert "2 actors" in filtered
+    assert actor_ids_in(admin_client.get(reverse(CHANGELIST), {"type": "_"}).content.decode()) == ["solo"]
+    assert actor_ids_in(admin_client.get(reverse(CHANGELIST), {"type": "nothing"}).content.decode()) == []
+
+
+def test_changelist_searches_by_id_prefix_with_q(admin_client):
+    for actor in ("order-10", "order-11", "order-20", "user-10"):
+        add_events(actor, 1)
+    html = admin_client.get(reverse(CHANGELIST), {"q": "order-1"}).content.decode()
+    assert actor_ids_in(html) == ["order-10", "order-11"]
+    assert 'value="order-1"' in html
+    both = admin_client.get(reverse(CHANGELIST), {"q": "order-2", "type": "order"}).content.decode()
+    assert actor_ids_in(both) == ["order-20"]
+    assert actor_ids_in(admin_client.get(reverse(CHANGELIST), {"q": "10", "type": "order"}).content.decode()) == []
+
+
+def test_changelist_pages_by_100_with_p(admin_client):
+    store = get_store()
+    for i in range(205):
+        store.save_event(Event(actor_id=f"item-{i:03d}", event_type="Made", version=1))
+    first = admin_client.get(reverse(CHANGELIST)).content.decode()
+    assert actor_ids_in(first) == [f"item-{i:03d}" for i in range(100)]
+    assert "205 actors" in first
+    assert '<span class="this-page">1</span>' in first
+    assert 'href="?p=3"' in first
+    third = admin_client.get(reverse(CHANGELIST), {"p": "3"}).content.decode()
+    assert actor_ids_in(third) == [f"item-{i:03d}" for i in range(200, 205)]
+    assert '<span class="this-page">3</span>' in third
+    searched = admin_client.get(reverse(CHANGELIST), {"q": "item-1", "p": "1"}).content.decode()
+    assert len(actor_ids_in(searched)) == 100
+    assert 'class="this-page"' not in searched  # one page: no page links
+    for bad in ("4", "0", "x", "-1"):
+        assert admin_client.get(reverse(CHANGELIST), {"p": bad}).status_code == 404
+
+
+# ----- actor page -----
+
+
+def test_actor_page_shows_latest_version_snapshot_and_pretty_events(admin_client):
+    store = get_store()
+    store.append("order-7", [Event(event_type="Placed", data={"items": [1, 2], "total": 3}, metadata={"user": "ann"}), Event(event_type="Paid", data={})], 0)
+    store.save_snapshot(ActorSnapshot(actor_id="order-7", version=1, state={"status": "placed", "lines": 2}))
+    response = admin_client.get(actor_url("order-7"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert '<dd id="latest-version">2</dd>' in html
+    assert "version 1, taken" in html
+    assert json.dumps({"lines": 2, "status": "placed"}, indent=2, sort_keys=True).replace('"', "&quot;") in html
+    assert versions_in(html) == ["1", "2"]
+    assert "<details><summary>data</summary><pre>" + json.dumps({"items": [1, 2], "total": 3}, indent=2, sort_keys=True).replace('"', "&quot;") in html
+    assert "&quot;user&quot;: &quot;ann&quot;" in html
+    events = store.get_events("order-7")
+    assert events[0].id in html and events[1].id in html
+    assert events[0].timestamp.strftime("%Y-%m-%d %H:%M:%S.%f") in html  # shown in UTC, whatever TIME_ZONE is
+    snapshot = store.get_latest_snapshot("order-7")
+    assert f'taken {snapshot.timestamp.strftime("%Y-%m-%d %H:%M:%S.%f")} UTC' in html
+    assert "Placed" in html and "Paid" in html
+
+
+def test_actor_page_without_snapshot_says_none(admin_client):
+    add_events("user-1", 1)
+    html = admin_client.get(actor_url("user-1")).content.decode()
+    assert '<dd id="snapshot">none</dd>' in html
+
+
+def test_actor_events_page_oldest_first_and_newest_first(admin_client):
+    add_events("long-1", 120)
+    first = admin_client.get(actor_url("long-1")).content.decode()
+    assert versions_in(first) == [str(v) for v in range(1, 51)]
+    assert "Events 1–50 of 120" in first
+    nxt = re.search(r'<a href="([^"]*)" class="newer">', first).group(1).replace("&amp;", "&")
+    second = admin_client.get(actor_url("long-1") + nxt).content.decode()
+    assert versions_in(second) == [str(v) for v in range(51, 101)]
+    last = re.search(r'<a href="([^"]*)" class="newest">', second).group(1).replace("&amp;", "&")
+    tail = admin_client.get(actor_url("long-1") + last).content.decode()
+    assert versions_in(tail) == [str(v) for v in range(71, 121)]
+    assert 'class="newer"' not in tail
+    newest = admin_client.get(actor_url("long-1"), {"order": "desc"}).content.decode()
+    assert versions_in(newest) == [str(v) for v in range(120, 70, -1)]
+    assert 'class="newer"' not in newest
+    older = re.search(r'<a href="([^"]*)" class="older">', newest).group(1).replace("&amp;", "&")
+    page2 = admin_client.get(actor_url("long-1") + older).content.decode()
+    assert versions_in(page2) == [str(v) for v in range(70, 20, -1)]
+    oldest = re.search(r'<a href="([^"]*)" class="oldest">', page2).group(1).replace("&amp;", "&")
+    assert versions_in(admin_client.get(actor_url("long-1") + oldest).content.decode()) == [str(v) for v in range(50, 0, -1)]
+
+
+def test_actor_events_from_version_jump(admin_client):
+    add_events("long-2", 1500)
+    html = admin_client.get(actor_url("long-2"), {"from": "1400"}).content.decode()
+    assert versions_in(html) == [str(v) for v in range(1400, 1450)]
+    desc = admin_client.get(actor_url("long-2"), {"from": "1400", "order": "desc"}).content.decode()
+    assert versions_in(desc) == [str(v) for v in range(1400, 1350, -1)]
+    beyond = admin_client.get(actor_url("long-2"), {"from": "9999"}).content.decode()
+    assert versions_in(beyond) == ["1500"]
+    assert admin_client.get(actor_url("long-2"), {"from": "abc"}).status_code == 404
+
+
+def test_malformed_messages_are_rows_shown_once_across_pages(admin_client, nats_url):
+    store = get_store()
+    store.setup()
+    subject = store.engine.subjects.event_subject("order-9")
+    publish_raw(nats_url, subject, b"not json <b>")
+    add_events("order-9", 60)
+    publish_raw(nats_url, subject, b'{"version": "x"}', {"Es-Version": "61"})
+    add_events("order-9", 1, start=60)
+    publish_raw(nats_url, subject, b"trailing junk")
+    first = admin_client.get(actor_url("order-9"))
+    assert first.status_code == 200
+    html = first.content.decode()
+    assert versions_in(html) == ["—"] + [str(v) for v in range(1, 51)]
+    assert "body is not JSON" in html
+    assert "not json &lt;b&gt;" in html
+    second = admin_client.get(actor_url("order-9"), {"from": "51"}).content.decode()
+    assert versions_in(second) == [str(v) for v in range(51, 61)] + ["—", "61", "—"]
+    assert "body has no &#x27;eventType&#x27; field" in second and "trailing junk" in second
+    newest = admin_client.get(actor_url("order-9"), {"order": "desc"}).content.decode()
+    assert versions_in(newest) == ["—", "61", "—"] + [str(v) for v in range(60, 11, -1)]
+    assert '<dd id="latest-version">61</dd>' in newest
+
+
+def test_actor_with_only_malformed_messages_shows_them(admin_client, nats_url):
+    store = get_store()
+    store.setup()
+    publish_raw(nats_url, store.engine.subjects.event_subject("ghost-1"), b"\xff\xfe")
+    html = admin_client.get(actor_url("ghost-1")).content.decode()
+    assert versions_in(html) == ["—"]
+    assert '<dd id="latest-version">0</dd>' in html
+
+
+def test_unknown_actor_and_bad_segment_are_404(admin_client):
+    add_events("order-1", 1)
+    assert admin_client.get(actor_url("order-404")).status_code == 404
+    base = reverse(CHANGELIST)
+    assert admin_client.get(base + "a~ZZ/").status_code == 404
+    assert admin_client.get(base + "~FF/").status_code == 404
+    assert admin_client.get(base + ("x" * 300) + "/").status_code == 404
+
+
+ODD_IDS = ["a/b-c", "with space", "dots.in.id", "ünïcödé-ß", "100%-sure", "x~41", "overview", "stream", "-lead", "p?q=1&r#s"]
+
+
+def test_odd_actor_ids_link_and_load(admin_client):
+    for actor in ODD_IDS:
+        add_events(actor, 2, event_type="Odd")
+    html = admin_client.get(reverse(CHANGELIST)).content.decode()
+    links = {html_lib.unescape(name): href for href, name in re.findall(r'<th class="field-actor_id"><a href="([^"]*)">([^<]*)</a>', html)}
+    assert sorted(links) == sorted(ODD_IDS)
+    for actor, href in links.items():
+        assert href == actor_url(actor)
+        page = admin_client.get(href)
+        assert page.status_code == 200, actor
+        assert f'<dd id="actor-id">{escape(actor)}</dd>' in page.content.decode()
+        assert versions_in(page.content.decode()) == ["1", "2"]
+
+
+def test_script_in_ids_types_and_data_renders_as_text(admin_client):
+    evil = "<script>alert(1)</script>"
+    actor = f"{evil}-1"
+    get_store().save_event(Event(actor_id=actor, event_type=evil, version=1, data={evil: evil}))
+    get_store().save_snapshot(ActorSnapshot(actor_id=actor, version=1, state={"s": evil}))
+    pages = [
+        admin_client.get(reverse(CHANGELIST)).content.decode(),
+        admin_client.get(reverse(CHANGELIST), {"q": evil, "type": evil}).content.decode(),
+        admin_client.get(actor_url(actor)).content.decode(),
+    ]
+    for html in pages:
+        assert "<script>alert" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert actor_ids_in(pages[1]) == [actor]
+
+
+# ----- overview -----
+
+
+def test_overview_shows_server_and_both_streams(admin_client, stream_name, nats_url):
+    add_events("order-1", 3)
+    add_events("user-1", 2)
+    get_store().save_snapshot(ActorSnapshot(actor_id="user-1", version=2, state={}))
+    response = admin_client.get(reverse(OVERVIEW))
+    assert response.status_code == 200
+    html = response.content.decode()
+    summary = get_store().server_summary()
+    assert f'<dd id="server-version">{escape(summary.version)}</dd>' in html
+    assert f'<dd id="server-url">{summary.url}</dd>' in html
+    rows = re.findall(r'<tr class="stream">\s*<th>([^<]*)</th>(.*?)</tr>', html, re.S)
+    assert [name for name, _ in rows] == [stream_name, f"{stream_name}_SNAPSHOTS"]
+    events_cells = re.findall(r"<td[^>]*>([^<]*)</td>", rows[0][1])
+    assert events_cells[1:7] == ["5", events_cells[2], "1", "5", "2", "1"]
+    assert events_cells[7] == "file"
+    snapshot_cells = re.findall(r"<td[^>]*>([^<]*)</td>", rows[1][1])
+    assert snapshot_cells[1] == "1" and snapshot_cells[5] == "1"
+    assert events_cells[8] == "not clustered"
+    assert reverse(CHANGELIST) in html
+
+
+def test_cluster_text_names_leader_and_replicas():
+    cluster = {"name": "east", "leader": "n1", "replicas": [{"name": "n2", "current": True}, {"name": "n3", "current": False}]}
+    assert cluster_text(cluster) == "east: leader n1; replicas: n2 current, n3 lagging"
+    assert cluster_text({"name": "east"}) == "east: leader none"
+    assert cluster_text({"leader": "NABC"}) == "not clustered"
+
+
+# ----- permissions and read-only -----
+
+
+def all_pages() -> list[str]:
+    return [reverse(CHANGELIST), reverse(OVERVIEW), actor_url("order-1")]
+
+
+def test_anonymous_users_are_sent_to_login(client):
+    add_events("order-1", 1)
+    for url in all_pages():
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_staff_without_view_permission_get_403(client):
+    add_events("order-1", 1)
+    client.force_login(User.objects.create_user("clerk", password="pw", is_staff=True))
+    for url in all_pages():
+        assert client.get(url).status_code == 403
+    assert reverse(CHANGELIST) not in client.get(reverse("admin:index")).content.decode()
+
+
+def test_staff_with_view_permission_see_the_pages(viewer_client):
+    add_events("order-1", 1)
+    for url in all_pages():
+        assert viewer_client.get(url).status_code == 200
+    assert reverse(CHANGELIST) in viewer_client.get(reverse("admin:index")).content.decode()
+
+
+def test_add_change_delete_and_history_views_are_not_routed(admin_client):
+    add_events("order-1", 1)
+    base = reverse(CHANGELIST)
+    for suffix in ("order-1/change/", "order-1/delete/", "order-1/history/", "add/"):
+        assert admin_client.get(base + suffix).status_code == 404
+    for url in all_pages():
+        assert admin_client.post(url).status_code == 405
+    assert get_store().get_latest_version("order-1") == 1
+
+
+def test_store_unreachable_gives_a_friendly_503(admin_client, settings):
+    settings.EVENTSTORE = {"SERVERS": ["nats://127.0.0.1:1"], "TIMEOUT": 0.5}
+    for url in all_pages():
+        response = admin_client.get(url)
+        assert response.status_code == 503
+        html = response.content.decode()
+        assert "The event store cannot be reached right now." in html
+        assert "nats://127.0.0.1:1" in html  # the servers tried
+
+
+def test_sidebar_shows_the_types_on_the_page_even_while_the_type_list_is_reused(admin_client):
+    add_events("order-1", 1)
+    first = admin_client.get(reverse(CHANGELIST)).content.decode()
+    assert re.findall(r'<a href="\?type=([^"]*)">', first) == ["order"]
+    add_events("user-1", 1)
+    again = admin_client.get(reverse(CHANGELIST)).content.decode()
+    assert actor_ids_in(again) == ["order-1", "user-1"]
+    assert re.findall(r'<a href="\?type=([^"]*)">', again) == ["order", "user"]

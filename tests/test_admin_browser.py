@@ -1,0 +1,92 @@
+"""The Actors admin driven in headless Chromium (Debian's browser) against a live server and real NATS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from django.contrib.auth.models import User
+from playwright.sync_api import Browser, expect, sync_playwright
+
+from django_eventstore import ActorSnapshot, Event, get_store
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def admin_user() -> User:
+    return User.objects.create_superuser("admin", password="secret-pw")
+
+
+def fill_store() -> None:
+    """A few actors of three types, one of them with 120 events and a snapshot."""
+    store = get_store()
+    store.append("order-1", [Event(event_type="LineAdded", data={"line": n, "sku": f"SKU-{n}"}) for n in range(1, 121)], 0)
+    store.save_snapshot(ActorSnapshot(actor_id="order-1", version=100, state={"lines": 100, "status": "open"}))
+    for actor in ("order-2", "user-1", "user-2", "invoice-1"):
+        store.save_event(Event(actor_id=actor, event_type="Created", version=1, data={"by": "test"}))
+
+
+def test_browse_actors_filter_open_actor_and_page_events(admin_user: User, browser: Browser, live_server, tmp_path: Path):
+    fill_store()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{live_server.url}/admin/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "secret-pw")
+    page.click("input[type=submit]")
+
+    page.get_by_role("link", name="Actors", exact=True).first.click()
+    expect(page.locator("#result_list tbody th a")).to_have_text(["invoice-1", "order-1", "order-2", "user-1", "user-2"])
+
+    page.locator("#changelist-filter").get_by_role("link", name="order", exact=True).click()
+    expect(page.locator("#result_list tbody th a")).to_have_text(["order-1", "order-2"])
+    expect(page.locator("#changelist-filter li.selected")).to_have_text("order")
+    page.screenshot(path=str(tmp_path / "changelist.png"), full_page=True)
+
+    page.get_by_role("link", name="order-1", exact=True).click()
+    expect(page.locator("#latest-version")).to_have_text("120")
+    expect(page.locator("#snapshot")).to_contain_text("version 100")
+    expect(page.locator("#events h2")).to_contain_text("Events 1–50 of 120")
+    expect(page.locator("#event_list tr.event")).to_have_count(50)
+
+    page.locator("a.newer").first.click()
+    expect(page.locator("#events h2")).to_contain_text("Events 51–100 of 120")
+    expect(page.locator("#event_list tr.event").first.locator("td").first).to_have_text("51")
+
+    page.locator("a.newest").first.click()
+    expect(page.locator("#event_list tr.event").last.locator("td").first).to_have_text("120")
+    first_data = page.locator("#event_list tr.event details").first
+    first_data.locator("summary").click()
+    expect(first_data.locator("pre")).to_be_visible()
+    expect(first_data.locator("pre")).to_contain_text('"sku": "SKU-71"')
+
+    page.locator("#flip-order").click()
+    expect(page.locator("#event_list tr.event").first.locator("td").first).to_have_text("120")
+    page.fill("#from-version", "7")
+    page.select_option("select[name=order]", "asc")
+    page.click("#event-jump input[type=submit]")
+    expect(page.locator("#event_list tr.event").first.locator("td").first).to_have_text("7")
+
+    shot = tmp_path / "actor.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
