@@ -106,9 +106,10 @@ class Aggregate:
         return {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in _INTERNAL}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        """Restore the state from a snapshot's ``get_state()``."""
+        """Restore the state from a snapshot's ``get_state()`` (never the id, version or private attributes)."""
         for key, value in state.items():
-            setattr(self, key, value)
+            if not key.startswith("_") and key not in _INTERNAL:
+                setattr(self, key, value)
 
     def record(self, event_type: str, data: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None) -> Event:
         """Apply a new event to the state and keep it for the next ``save``; for command methods."""

@@ -24,6 +24,7 @@ from django_eventstore import (
 )
 from django_eventstore.core.facade import EventStore
 
+GOOD_BODY = '{{"id":"{id}","eventType":"A","actorId":"{actor}","version":{version},"data":{{}},"metadata":{{}},"timestamp":"2026-01-01T00:00:00Z"}}'
 ODD_IDS = ["a.b", "a_b", "a*", "*", ">", "a b", "ü-1", "x" * 256, "order-1", "order.1", "-lead", "a/b", "a~41"]
 
 
@@ -34,8 +35,12 @@ def ev(actor_id: str, version: int, event_type: str = "Happened", **data) -> Eve
 class StoreContract:
     store: EventStore
 
-    def publish_raw(self, store: EventStore, actor_id: str, body: bytes, headers: dict[str, str] | None = None) -> int:
+    def publish_raw_subject(self, store: EventStore, subject: str, body: bytes, headers: dict[str, str] | None = None) -> int:
+        """Write any message onto any subject of the store's streams, as another NATS client could."""
         raise NotImplementedError
+
+    def publish_raw(self, store: EventStore, actor_id: str, body: bytes, headers: dict[str, str] | None = None) -> int:
+        return self.publish_raw_subject(store, store.engine.subjects.event_subject(actor_id), body, headers)
 
     # ----- versions and conflicts -----
 
@@ -296,3 +301,67 @@ class StoreContract:
         for call in (lambda: store.save_event("nope"), lambda: store.append("a-1", ["nope"], 0)):  # type: ignore[arg-type]
             with pytest.raises(EventStoreError):
                 call()
+
+    # ----- found in review -----
+
+    def test_append_retry_after_other_actors_wrote_returns_the_stored_events(self, store):
+        store.save_event(ev("order-1", 1))
+        store.save_event(ev("other-1", 1))
+        store.save_event(ev("order-1", 2))
+        store.save_event(ev("other-1", 2))
+        batch = [Event(event_type="B"), Event(event_type="C")]
+        first = store.append("order-1", batch, expected_version=2)
+        store.save_event(ev("other-1", 3))
+        assert store.append("order-1", batch, expected_version=2) == first
+        assert [e.version for e in store.get_events("order-1")] == [1, 2, 3, 4]
+
+    @pytest.mark.parametrize("event_type", [" Placed", "Placed ", "Placed\xa0", "\u3000Placed", "Pla\x85ced", "Placed\n"])
+    def test_event_types_that_would_not_read_back_are_refused(self, store, event_type):
+        with pytest.raises(InvalidEvent, match="event_type"):
+            store.save_event(Event(actor_id="o-1", event_type=event_type, version=1))
+        with pytest.raises(InvalidEvent, match="event_type"):
+            store.append("o-1", [Event(event_type="A"), Event(event_type=event_type)], expected_version=0)
+        assert store.get_latest_version("o-1") == 0
+
+    def test_seek_is_not_misled_by_a_malformed_message_claiming_a_low_version(self, store):
+        store.append("long-1", [Event(event_type="E") for _ in range(1000)], expected_version=0)
+        store.append("long-1", [Event(event_type="E") for _ in range(107)], expected_version=1000)
+        self.publish_raw(store, "long-1", b"garbage", {"Es-Version": "1", "Es-Event-Type": "E"})
+        store.append("long-1", [Event(event_type="E") for _ in range(193)], expected_version=1107)
+        assert [e.version for e in store.get_events("long-1", from_version=1100, limit=10)] == list(range(1101, 1111))
+        snap = store.save_snapshot(ActorSnapshot(actor_id="long-1", version=1105, state={}))
+        later = store.get_events("long-1", from_version=1105, after_position=snap.position)
+        assert [e.version for e in later] == list(range(1106, 1301))
+
+    def test_batch_with_an_id_used_by_another_actor_is_invalid_not_a_conflict(self, store):
+        used = store.save_event(ev("other-1", 1))
+        with pytest.raises(InvalidEvent, match="already used"):
+            store.append("cart-1", [Event(event_type="A"), Event(event_type="B", id=used.id)], expected_version=0)
+        assert store.get_latest_version("cart-1") == 0
+
+    def test_odd_headers_on_foreign_messages_never_break_listing(self, store):
+        store.save_event(ev("order-1", 1))
+        store.save_snapshot(ActorSnapshot(actor_id="order-1", version=1, state={}))
+        subjects = store.engine.subjects
+        self.publish_raw_subject(store, subjects.snapshot_subject("order-1"), b"{}", {"Es-Version": "\u00b2"})
+        self.publish_raw_subject(store, subjects.events_root + "._." + "x" * 300, b"junk")
+        self.publish_raw_subject(store, subjects.events_root + ".nope.order-2", b"junk")
+        page = store.list_actors()
+        assert [(a.actor_id, a.latest_version, a.snapshot_version) for a in page.actors] == [("order-1", 1, None)]
+        assert store.actor_types() == ["order"]
+
+    @pytest.mark.parametrize(
+        "call",
+        [
+            lambda s: s.get_events("o-1", after_position="x"),
+            lambda s: s.get_events("o-1", from_version=-1),
+            lambda s: s.list_actors(after=5),
+            lambda s: s.list_actors(prefix=["o"]),
+            lambda s: s.list_actors(limit=0),
+            lambda s: s.read_all(after_position=-1),
+            lambda s: s.read_all(actor_type=3),
+        ],
+    )
+    def test_bad_arguments_are_invalid_event_errors(self, store, call):
+        with pytest.raises(InvalidEvent):
+            call(store)

@@ -270,3 +270,16 @@ def test_async_stale_save_is_a_conflict():
     with pytest.raises(VersionConflictError):
         asyncio.run(scenario())
     assert Counter.load("counter-1").total == 1
+
+
+def test_a_snapshot_cannot_redirect_the_aggregate_to_another_actor():
+    add_all("counter-1", [1, 2])
+    get_store().save_snapshot(
+        ActorSnapshot(actor_id="counter-1", version=2, state={"total": 3, "actor_id": "victim-1", "version": 99, "_pending": []})
+    )
+    counter = Counter.load("counter-1")
+    assert (counter.actor_id, counter.version, counter.total) == ("counter-1", 2, 3)
+    counter.add(4)
+    counter.save()
+    assert get_store().get_latest_version("victim-1") == 0
+    assert get_store().get_latest_version("counter-1") == 3

@@ -12,5 +12,5 @@ class TestMemoryStore(StoreContract):
     def store(self):
         return MemoryEventStore()
 
-    def publish_raw(self, store, actor_id, body, headers=None):
-        return store.backend.publish_raw(store.engine.subjects.event_subject(actor_id), body, headers)
+    def publish_raw_subject(self, store, subject, body, headers=None):
+        return store.backend.publish_raw(subject, body, headers)

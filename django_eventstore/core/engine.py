@@ -30,7 +30,8 @@ from .events import (
     header_version,
     summary,
 )
-from .subjects import Subjects, decode_token, validate_actor_id
+from .subjects import Subjects, validate_actor_id
+from .subjects import actor_type as actor_type_of
 
 log = logging.getLogger("django_eventstore")
 
@@ -54,6 +55,10 @@ class _State:
 
 
 _EMPTY = _State(0, 0)
+
+
+# Headers the backend adds on the way (expected sequence, batch id, sequence and commit) fit in this.
+PUBLISH_HEADROOM = 256
 
 
 def _header_size(headers: dict[str, str]) -> int:
@@ -119,7 +124,7 @@ class Engine:
     # ----- writing -----
 
     def _check_size(self, headers: dict[str, str], body: bytes, what: str) -> None:
-        size = len(body) + _header_size(headers) + 64
+        size = len(body) + _header_size(headers) + PUBLISH_HEADROOM
         if size > self.backend.max_payload:
             raise EventTooLarge(size, self.backend.max_payload, what)
 
@@ -164,7 +169,9 @@ class Engine:
         if len(events) == 1:
             msg = await self.backend.msg_at(EVENTS, state.event_seq)
             return self._decode(actor_id, msg) if msg is not None else None
-        stored = (await self._read_subject(actor_id, subject, events[0].version, 0, len(events))).events  # type: ignore[arg-type]
+        first: int = events[0].version  # type: ignore[assignment]
+        start = await self._seek(actor_id, subject, first, state.last_seq)
+        stored = (await self._read_subject(actor_id, subject, start, first - 1, len(events))).events
         if [e.id for e in stored] != [e.id for e in events]:
             return None
         return stored
@@ -201,8 +208,13 @@ class Engine:
                 return await self._settle_batch_retry(actor_id, prepared, state)
             try:
                 last_seq = await self.backend.publish_batch(subject, encoded, state.last_seq)
-            except (WrongLastSequence, DuplicateBatch):
+            except WrongLastSequence:
                 state, fresh = None, False
+                continue
+            except DuplicateBatch:
+                state, fresh = await self._read_state(actor_id, subject), True
+                if state.version == expected_version:
+                    raise InvalidEvent(f"an event id of the batch is already used by another stored event (actor {actor_id!r})") from None
                 continue
             last = prepared[-1]
             self._remember(actor_id, _State(last.version, last_seq, last.id, last_seq))  # type: ignore[arg-type]
@@ -273,8 +285,9 @@ class Engine:
             if not msgs or msgs[0].seq > hi:
                 hi = mid - 1
                 continue
-            found = header_version(msgs[0].headers)
-            if found is None:
+            try:
+                found: int = self._decode(actor_id, msgs[0]).version  # type: ignore[assignment]
+            except Malformed:
                 return best  # a malformed message: scan from the last known good point
             if found <= version:
                 best = msgs[0].seq
@@ -292,6 +305,8 @@ class Engine:
         subject = self.subjects.event_subject(actor_id)
         if type(from_version) is not int or from_version < 0:
             raise InvalidEvent(f"from_version must be an int >= 0, got {from_version!r}")
+        if type(after_position) is not int or after_position < 0:
+            raise InvalidEvent(f"after_position must be an int >= 0, got {after_position!r}")
         if limit is not None and (type(limit) is not int or limit < 1):
             raise InvalidEvent(f"limit must be an int >= 1 or None, got {limit!r}")
         start = after_position + 1
@@ -323,6 +338,8 @@ class Engine:
             raise InvalidEvent(f"after_position must be an int >= 0, got {after_position!r}")
         if type(limit) is not int or limit < 1:
             raise InvalidEvent(f"limit must be an int >= 1, got {limit!r}")
+        if actor_type is not None and not isinstance(actor_type, str):
+            raise InvalidEvent(f"actor_type must be a string or None, got {actor_type!r}")
         if actor_id is not None:
             subject = self.subjects.event_subject(actor_id)
         else:
@@ -384,30 +401,27 @@ class Engine:
 
     # ----- listing actors -----
 
-    async def actor_ids(self, actor_type: str | None = None, prefix: str | None = None) -> list[str]:
-        """Every actor id with at least one message, sorted, optionally of one type and id prefix."""
-        subjects = await self.backend.subjects(EVENTS, self.subjects.events_filter(actor_type))
+    async def _decoded_ids(self, actor_type: str | None = None) -> list[str]:
+        """The ids of the actors with at least one message, unsorted; foreign subjects skipped."""
         ids = []
-        for subject in subjects:
+        for subject in await self.backend.subjects(EVENTS, self.subjects.events_filter(actor_type)):
             try:
                 ids.append(self.subjects.actor_id_of(subject))
             except ValueError:
                 log.warning("ignoring subject %r: not an encoded actor subject", subject)
+        return ids
+
+    async def actor_ids(self, actor_type: str | None = None, prefix: str | None = None) -> list[str]:
+        """Every actor id with at least one message, sorted, optionally of one type and id prefix."""
+        ids = await self._decoded_ids(actor_type)
         if prefix:
             ids = [i for i in ids if i.startswith(prefix)]
         ids.sort()
         return ids
 
     async def actor_types(self) -> list[str]:
-        """The actor types present, sorted (decodes only the distinct type tokens)."""
-        subjects = await self.backend.subjects(EVENTS, self.subjects.events_filter())
-        types = set()
-        for token in {subject.rsplit(".", 2)[-2] for subject in subjects}:
-            try:
-                types.add(decode_token(token))
-            except ValueError:
-                log.warning("ignoring type token %r: not an encoded token", token)
-        return sorted(types)
+        """The actor types present, sorted."""
+        return sorted({actor_type_of(i) for i in await self._decoded_ids()})
 
     async def list_actors(
         self,
@@ -421,6 +435,9 @@ class Engine:
             raise InvalidEvent(f"limit must be an int from 1 to {MAX_PAGE}, got {limit!r}")
         if type(offset) is not int or offset < 0:
             raise InvalidEvent(f"offset must be an int >= 0, got {offset!r}")
+        for name, value in (("actor_type", actor_type), ("prefix", prefix), ("after", after)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidEvent(f"{name} must be a string or None, got {value!r}")
         ids = await self.actor_ids(actor_type, prefix)
         start = bisect.bisect_right(ids, after) if after is not None else 0
         start += offset

@@ -140,8 +140,11 @@ def check_event(event: Event) -> None:
     et = event.event_type
     if not isinstance(et, str) or not et.strip():
         raise InvalidEvent(f"event_type must be a non-empty string, got {et!r}")
-    if len(et) > MAX_EVENT_TYPE_LENGTH or any(ord(c) < 32 or ord(c) == 127 for c in et):
-        raise InvalidEvent(f"event_type must be at most {MAX_EVENT_TYPE_LENGTH} printable characters, got {et!r}")
+    if len(et) > MAX_EVENT_TYPE_LENGTH or not et.isprintable() or et != et.strip():
+        # it travels in a header too, and NATS strips header values: " Placed" would not read back
+        raise InvalidEvent(
+            f"event_type must be at most {MAX_EVENT_TYPE_LENGTH} printable characters without leading or trailing spaces, got {et!r}"
+        )
     if not isinstance(event.id, str) or not event.id or len(event.id) > 128 or not event.id.isprintable() or " " in event.id:
         raise InvalidEvent(f"event id must be a non-empty printable string of at most 128 characters without spaces, got {event.id!r}")
     if not isinstance(event.data, dict):
@@ -231,7 +234,7 @@ def header_version(headers: Mapping[str, str] | None) -> int | None:
     if not headers:
         return None
     text = headers.get(H_VERSION)
-    if text is None or not text.isdigit():
+    if text is None or not (text.isascii() and text.isdigit()):
         return None
     return int(text)
 

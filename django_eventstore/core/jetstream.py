@@ -15,6 +15,7 @@ import json
 import logging
 import uuid
 from typing import Any, Coroutine, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import nats
 import nats.errors
@@ -72,9 +73,9 @@ class _Batch:
 class _Connection:
     """One nats-py connection and the inbox multiplexer over it."""
 
-    def __init__(self, nc: NATS, timeout: float, servers: list[str]):
+    def __init__(self, nc: NATS, timeout: float, servers: str):
         self.nc = nc
-        self.servers = servers
+        self.servers = servers  # for messages: comma-separated, credentials removed
         self.timeout = timeout
         self.prefix = nc.new_inbox() + "."
         self.pending: dict[str, asyncio.Future[Any] | _Batch] = {}
@@ -117,12 +118,12 @@ class _Connection:
             return await future
         except asyncio.TimeoutError:
             raise EventStoreUnavailable(
-                f"NATS did not answer within {self.timeout}s ({subject}); servers tried: {', '.join(self.servers)}"
+                f"NATS did not answer within {self.timeout}s ({subject}); servers tried: {self.servers}"
             ) from None
         except nats.errors.MaxPayloadError:
             raise EventTooLarge(len(payload), self.nc.max_payload) from None
         except nats.errors.Error as e:
-            raise EventStoreUnavailable(f"NATS error ({e}); servers tried: {', '.join(self.servers)}") from None
+            raise EventStoreUnavailable(f"NATS error ({e}); servers tried: {self.servers}") from None
         finally:
             timer.cancel()
             del self.pending[token]
@@ -143,6 +144,15 @@ class _Connection:
     async def api(self, subject: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
         msg = await self.request(f"{API}.{subject}", json.dumps(request).encode() if request is not None else b"")
         return json.loads(msg.data)
+
+
+def redact(url: str) -> str:
+    """The URL without user:password@ (credentials never go into messages or logs)."""
+    parts = urlsplit(url)
+    if not parts.username and not parts.password:
+        return url
+    host = parts.hostname or ""
+    return urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))
 
 
 def _api_error(resp: dict[str, Any]) -> tuple[int, str]:
@@ -180,6 +190,7 @@ class JetStreamBackend:
         connect_options: dict[str, Any] | None = None,
     ):
         self.servers = list(servers)
+        self.servers_text = ", ".join(redact(s) for s in self.servers)
         self.subject_names = subjects
         self.stream_names = {EVENTS: stream, SNAPSHOTS: f"{stream}_SNAPSHOTS"}
         self.replicas = replicas
@@ -249,10 +260,10 @@ class JetStreamBackend:
                 pass
             detail = f": {e}" if str(e) else ""
             raise EventStoreUnavailable(
-                f"could not connect to NATS within {self.timeout}s; servers tried: {', '.join(self.servers)}{detail}"
+                f"could not connect to NATS within {self.timeout}s; servers tried: {self.servers_text}{detail}"
             ) from None
         quiet = False
-        conn = _Connection(nc, self.timeout, self.servers)
+        conn = _Connection(nc, self.timeout, self.servers_text)
         await conn.start()
         self.max_payload = nc.max_payload
         return conn
@@ -355,6 +366,11 @@ class JetStreamBackend:
 
     async def publish_batch(self, subject: str, messages: list[tuple[dict[str, str], bytes]], expected_last_seq: int) -> int:
         conn = await self._connection()
+        if not self._supports_atomic(conn):
+            raise EventStoreError(
+                f"a multi-event append needs atomic batch publish, which nats-server {conn.nc.connected_server_version.major}."
+                f"{conn.nc.connected_server_version.minor} does not have (2.12+); nothing was stored"
+            )
         batch_id = uuid.uuid4().hex
         last = len(messages)
         for n, (headers, body) in enumerate(messages, start=1):

@@ -146,9 +146,12 @@ class MemoryBackend:
         return ServerSummary(url="memory://", version="in-memory", streams=streams)
 
     def publish_raw(self, subject: str, body: bytes, headers: dict[str, str] | None = None) -> int:
-        """Store any message on any subject, as another NATS client could (for tests of malformed data)."""
+        """Store any message on a subject of either stream, as another NATS client could (tests of malformed data)."""
         with self._lock:
-            return self.streams[EVENTS].store(subject, headers or {}, body)
+            for stream in self.streams.values():
+                if any(subject_matches(f, subject) for f in stream.subject_filters):
+                    return stream.store(subject, headers or {}, body)
+        raise ValueError(f"no stream takes subject {subject!r}")
 
     async def close(self) -> None:
         return None

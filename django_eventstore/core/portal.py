@@ -15,11 +15,15 @@ import threading
 import weakref
 from typing import Any, Callable, Coroutine, TypeVar
 
-from .errors import EventStoreError
+from .errors import EventStoreError, EventStoreUnavailable
 
 T = TypeVar("T")
 
 _portals: "weakref.WeakSet[Portal]" = weakref.WeakSet()
+
+
+def _closed() -> EventStoreUnavailable:
+    return EventStoreUnavailable("the store was closed while the call was running")
 
 
 class Portal:
@@ -31,6 +35,7 @@ class Portal:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._waiting: set[Callable[[Any, BaseException | None], None]] = set()
         self._pid = os.getpid()
         _portals.add(self)
 
@@ -38,6 +43,7 @@ class Portal:
         """In a forked child: the parent's loop thread does not exist here; start afresh on next use."""
         self._lock = threading.Lock()
         self._loop = None
+        self._waiting = set()
         self._pid = os.getpid()
         if self._on_fork is not None:
             self._on_fork()
@@ -53,22 +59,23 @@ class Portal:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
                 ready = threading.Event()
-
-                def run() -> None:
-                    asyncio.set_event_loop(loop)
-                    loop.call_soon(ready.set)
-                    loop.run_forever()
-                    tasks = asyncio.all_tasks(loop)
-                    for task in tasks:
-                        task.cancel()
-                    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-                    loop.close()
-
-                self._thread = threading.Thread(target=run, name=self._name, daemon=True)
+                self._thread = threading.Thread(target=self._run_loop, args=(loop, ready), name=self._name, daemon=True)
                 self._thread.start()
                 ready.wait()
                 self._loop = loop
             return self._loop
+
+    def _run_loop(self, loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(ready.set)
+        loop.run_forever()
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.close()
+        for finish in list(self._waiting):  # calls stepped without a task (3.11) end here
+            finish(None, _closed())
 
     def in_loop_thread(self) -> bool:
         try:
@@ -89,14 +96,25 @@ class Portal:
         box: list[Any] = []
 
         def finish(result: Any, error: BaseException | None) -> None:
-            box.append(result)
-            box.append(error)
+            if box:
+                return
+            box.extend((result, error))
+            self._waiting.discard(finish)
             waiter.release()
 
-        loop.call_soon_threadsafe(_start, coro, finish)
+        self._waiting.add(finish)
+        try:
+            loop.call_soon_threadsafe(_start, coro, finish)
+        except RuntimeError:  # the loop closed meanwhile
+            self._waiting.discard(finish)
+            coro.close()
+            raise _closed() from None
         waiter.acquire()
-        if box[1] is not None:
-            raise box[1]
+        error = box[1]
+        if error is not None:
+            if isinstance(error, asyncio.CancelledError):
+                raise _closed() from None
+            raise error
         return box[0]
 
     async def acall(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -104,16 +122,28 @@ class Portal:
         loop = self.loop
         if asyncio.get_running_loop() is loop:
             return await coro
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, loop)
+        except RuntimeError:
+            coro.close()
+            raise _closed() from None
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if future.cancelled() and not (task is not None and task.cancelling()):
+                raise _closed() from None
+            raise
 
     def stop(self) -> None:
-        """Stop the loop thread (the next call starts a new one)."""
+        """Stop the loop thread, failing the calls still running (the next call starts a new loop)."""
         with self._lock:
             loop, self._loop = self._loop, None
+            thread = self._thread
         if loop is not None and loop.is_running():
             loop.call_soon_threadsafe(loop.stop)
-            if self._thread is not threading.current_thread():
-                self._thread.join(5)
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(10)
 
 
 async def _run(coro: Coroutine[Any, Any, Any], finish: Callable[[Any, BaseException | None], None]) -> None:

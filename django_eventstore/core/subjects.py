@@ -115,13 +115,14 @@ class Subjects:
         plain = _plain_subject(self.prefix).fullmatch(subject)
         if plain:  # the common case, without decoding: half the cost of listing 100,000 actors
             type_token, actor_id = plain.groups()
-            if actor_type(actor_id) == type_token:
+            if actor_type(actor_id) == type_token and len(actor_id) <= MAX_ACTOR_ID_BYTES:
                 return actor_id
         parts = subject.split(".")
         root = self.prefix.split(".")
         if len(parts) != len(root) + 3 or parts[: len(root)] != root or parts[len(root)] not in ("events", "snapshots"):
             raise ValueError(f"not an actor subject: {subject!r}")
         actor_id = decode_token(parts[-1])
+        validate_actor_id(actor_id)  # InvalidActorId is a ValueError: such subjects are not ours
         if encode_token(actor_type(actor_id)) != parts[-2]:
             raise ValueError(f"subject {subject!r} has the wrong type token for actor {actor_id!r}")
         return actor_id
