@@ -351,3 +351,79 @@ def test_nats_unreachable_answers_503_without_internals(admin_client: Client, se
         assert response.status_code == 503
         assert "unavailable" in response.json()["detail"]
         assert b"s3cret" not in response.content
+
+
+# ----- other store errors, oversized and hostile input -----
+
+
+def test_a_stream_that_is_not_set_up_answers_503_json(admin_client: Client, settings: Any) -> None:
+    settings.EVENTSTORE = {**settings.EVENTSTORE, "AUTO_SETUP": False}
+    responses = [
+        admin_client.get(url("order-1", "version")),
+        admin_client.get(url("order-1", "events")),
+        post(admin_client, url("order-1", "events"), event(1)),
+        put(admin_client, url("order-1", "snapshot"), {"version": 1, "state": {}}),
+        admin_client.get(API + "events/"),
+        admin_client.get(API + "actors/"),
+    ]
+    for response in responses:
+        assert response.status_code == 503, response.content
+        assert response["Content-Type"] == "application/json"
+        detail = response.json()["detail"]
+        assert "eventstore_setup" in detail and settings.EVENTSTORE["SERVERS"][0] not in detail
+
+
+TOO_BIG = [10**30, 2**63, 2**53]  # 2**53 - 1 is the largest integer accepted
+
+
+@pytest.mark.parametrize("value", TOO_BIG)
+def test_too_large_integers_in_query_strings_answer_400(admin_client: Client, value: int) -> None:
+    seed("order-1", 1)
+    for path, field in [(API + "events/", "after"), (API + "events/", "limit"), (url("order-1", "events"), "from_version"), (url("order-1", "events"), "limit"), (API + "actors/", "limit")]:
+        response = admin_client.get(path, {field: value})
+        assert response.status_code == 400, (path, field, response.content)
+        assert field in response.json()
+
+
+@pytest.mark.parametrize("value", TOO_BIG)
+def test_too_large_versions_in_bodies_answer_400(admin_client: Client, value: int) -> None:
+    seed("order-1", 1)
+    response = post(admin_client, url("order-1", "events"), event(value))
+    assert response.status_code == 400 and "version" in response.json()
+    response = put(admin_client, url("order-1", "snapshot"), {"version": value, "state": {}})
+    assert response.status_code == 400 and "version" in response.json()
+    assert get_store().get_latest_version("order-1") == 1
+
+
+def test_the_largest_accepted_integers_are_not_a_server_error(admin_client: Client) -> None:
+    seed("order-1", 1)
+    biggest = 2**53 - 1
+    assert admin_client.get(API + "events/", {"after": biggest}).json() == {"results": [], "next": None}
+    assert admin_client.get(url("order-1", "events"), {"from_version": biggest}).json() == {"results": [], "next": None}
+    conflict = post(admin_client, url("order-1", "events"), event(biggest))
+    assert (conflict.status_code, conflict.json()["attempted_version"]) == (409, biggest)
+    assert put(admin_client, url("order-1", "snapshot"), {"version": biggest, "state": {}}).status_code == 409
+
+
+@pytest.mark.parametrize("method", ["post", "put"])
+def test_deeply_nested_json_answers_400(admin_client: Client, method: str) -> None:
+    path = url("order-1", "events" if method == "post" else "snapshot")
+    for body in ("[" * 50000, '{"data": ' * 50000):
+        response = getattr(admin_client, method)(path, body, content_type="application/json")
+        assert response.status_code == 400, response.content
+        assert "nested too deeply" in response.json()["detail"]
+    assert get_store().get_latest_version("order-1") == 0
+
+
+@pytest.mark.parametrize("event_type", [" Placed", "Placed ", "\tPlaced", "Placed\n", "Pla\x00ced", "Pla\u200bced", "\u00a0Placed"])
+def test_event_types_with_surrounding_space_or_unprintable_characters_answer_400(admin_client: Client, event_type: str) -> None:
+    response = post(admin_client, url("order-1", "events"), event(1, event_type))
+    assert response.status_code == 400
+    assert "event_type" in response.json()
+    assert get_store().get_latest_version("order-1") == 0
+
+
+def test_event_types_with_inner_spaces_and_non_ascii_letters_are_stored(admin_client: Client) -> None:
+    response = post(admin_client, url("order-1", "events"), [event(1, "Order placed"), event(2, "Bestellung_geändert"), event(3, "x" * 256)])
+    assert response.status_code == 201
+    assert [e.event_type for e in get_store().get_events("order-1")] == ["Order placed", "Bestellung_geändert", "x" * 256]

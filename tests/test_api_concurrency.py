@@ -13,6 +13,7 @@ from django.test import Client
 from django_eventstore import Event, get_store
 
 WRITERS = 20
+TIMEOUT = 60  # seconds: a thread that fails or hangs breaks the barrier and fails the test instead of stalling the suite
 
 
 @pytest.mark.django_db(transaction=True)
@@ -23,7 +24,7 @@ def test_20_concurrent_posts_of_the_next_version_give_one_201_and_19_409(admin_u
         client = Client()
         client.force_login(admin_user)
         clients.append(client)
-    start = threading.Barrier(WRITERS)
+    start = threading.Barrier(WRITERS, timeout=TIMEOUT)
     statuses: list[int] = []
     bodies: list[dict[str, Any]] = []
 
@@ -34,11 +35,12 @@ def test_20_concurrent_posts_of_the_next_version_give_one_201_and_19_409(admin_u
         statuses.append(response.status_code)
         bodies.append(response.json())
 
-    threads = [threading.Thread(target=write, args=(c, n)) for n, c in enumerate(clients)]
+    threads = [threading.Thread(target=write, args=(c, n), daemon=True) for n, c in enumerate(clients)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(TIMEOUT)
+    assert not [t for t in threads if t.is_alive()], "a writer did not finish"
     assert Counter(statuses) == {201: 1, 409: WRITERS - 1}
     conflicts = [b for b in bodies if "current_version" in b]
     assert all(b["attempted_version"] == 3 and b["current_version"] == 3 for b in conflicts)

@@ -121,3 +121,56 @@ def test_progress_bar_at_verbosity_2():
     store_events("order-1", 3)
     _, err = run("eventstore_verify", verbosity=2)
     assert "verifying [" in err and "100%" in err
+
+
+def verify_json(*args: str) -> tuple[list[dict], str, int]:
+    """The JSON problems on stdout, stderr (summary and error), and the exit status."""
+    out, err = io.StringIO(), io.StringIO()
+    status = 0
+    try:
+        call_command("eventstore_verify", "--format", "json", *args, stdout=out, stderr=err)
+    except CommandError as e:
+        err.write(str(e))
+        status = e.returncode
+    return json.loads(out.getvalue()), err.getvalue(), status
+
+
+def test_json_format_on_a_clean_stream_is_an_empty_list():
+    store_events("order-1", 2)
+    problems, err, status = verify_json()
+    assert (problems, status) == ([], 0)
+    assert "no problems in 2 events of 1 actors and 0 snapshots" in err
+
+
+def test_json_format_lists_every_kind_of_problem(nats_url):
+    store_events("order-1", 2)
+    malformed = publish_raw(nats_url, subject("order-1"), b"{broken")
+    gap = publish_raw(nats_url, subject("order-1"), *raw_event("order-1", 5, "e-5"))
+    repeat = publish_raw(nats_url, subject("order-1"), *raw_event("order-1", 5, "e-5b"))
+    snapshot = {"actorId": "order-1", "version": 9, "state": {}, "timestamp": "2025-01-01T00:00:00Z", "position": 0}
+    publish_raw(nats_url, get_store().engine.subjects.snapshot_subject("order-1"), json.dumps(snapshot).encode(), {"Es-Version": "9"})
+    problems, err, status = verify_json()
+    assert status == 1
+    assert "found 4 problems in 4 events of 1 actors and 1 snapshots" in err
+    assert problems[0]["detail"].startswith("malformed message: body is not JSON")
+    assert problems == [
+        {"kind": "malformed_message", "position": malformed, "actor_id": None, "subject": subject("order-1"), "detail": problems[0]["detail"]},
+        {"kind": "version_gap", "position": gap, "actor_id": "order-1", "subject": None, "detail": "version 5 follows version 2: versions 3..4 missing"},
+        {"kind": "version_out_of_order", "position": repeat, "actor_id": "order-1", "subject": None, "detail": "version 5 after version 5: out of order or repeated"},
+        {"kind": "snapshot_ahead", "position": None, "actor_id": "order-1", "subject": None, "detail": "snapshot at version 9 is ahead of the latest event, version 5"},
+    ]
+
+
+def test_json_format_keeps_filters_and_the_unknown_actor_error(nats_url):
+    store_events("order-1", 1)
+    publish_raw(nats_url, subject("user-1"), b"junk")
+    assert verify_json("--type", "order")[0::2] == ([], 0)
+    problems, _, status = verify_json("--type", "user")
+    assert status == 1 and [p["subject"] for p in problems] == [subject("user-1")]
+    with pytest.raises(CommandError, match="actor 'order-9' has no events"):
+        run("eventstore_verify", "--actor", "order-9", "--format", "json")
+
+
+def test_bad_format_is_refused():
+    with pytest.raises(CommandError, match="invalid choice: 'yaml'"):
+        run("eventstore_verify", "--format", "yaml")

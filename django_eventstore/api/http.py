@@ -12,7 +12,8 @@ from django.urls import reverse
 from django.utils.http import parse_etags
 from django.utils.module_loading import import_string
 from rest_framework import status
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, ParseError
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -85,6 +86,19 @@ def check_if_match(header: str, version: int) -> None:
 
 # ----- request bodies -----
 
+NESTED_TOO_DEEPLY = "JSON parse error - JSON nested too deeply."
+
+
+class NestingJSONParser(JSONParser):
+    """DRF's JSON parser, with a body nested deeper than Python's recursion limit a 400 rather than a 500."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError(NESTED_TOO_DEEPLY) from None
+
+
 
 def json_body(request: Request) -> Any:
     """The parsed JSON body; 413 above DATA_UPLOAD_MAX_MEMORY_SIZE (DRF's parsers do not check it)."""
@@ -106,8 +120,13 @@ _STATUS: list[tuple[type[EventStoreError], int]] = [
     (InvalidActorId, status.HTTP_400_BAD_REQUEST),
     (InvalidEvent, status.HTTP_400_BAD_REQUEST),
     (EventStoreUnavailable, status.HTTP_503_SERVICE_UNAVAILABLE),
+    (EventStoreError, status.HTTP_503_SERVICE_UNAVAILABLE),  # last: any other store error, e.g. a stream not set up
 ]
 UNAVAILABLE = "The event store is unavailable: NATS could not be reached. Try again later."
+NOT_ANSWERING = (
+    "The event store could not answer the request: its streams may not be set up (manage.py eventstore_setup) "
+    "or JetStream may be unavailable. The server's log has the details."
+)
 
 
 def error_body(exc: EventStoreError) -> dict[str, Any]:
@@ -123,7 +142,9 @@ def error_body(exc: EventStoreError) -> dict[str, Any]:
         return {"actor_id": [str(exc)]}
     if isinstance(exc, EventStoreUnavailable):
         return {"detail": UNAVAILABLE}  # the store's message names the servers, maybe with credentials
-    return {"detail": str(exc)}
+    if isinstance(exc, (SnapshotNotFound, InvalidEvent)):
+        return {"detail": str(exc)}
+    return {"detail": NOT_ANSWERING}  # the message of a plain store error is about internals (subjects, server replies)
 
 
 def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -133,8 +154,8 @@ def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None
     """
     for kind, code in _STATUS:
         if isinstance(exc, kind):
-            if isinstance(exc, EventStoreUnavailable):
-                log.warning("event store API: %s", exc)
+            if code == status.HTTP_503_SERVICE_UNAVAILABLE:
+                log.warning("event store API: %s: %s", type(exc).__name__, exc)
             headers = {"ETag": etag(exc.current_version)} if isinstance(exc, VersionConflictError) else None
             return Response(error_body(exc), status=code, headers=headers)
     response = api_settings.EXCEPTION_HANDLER(exc, context)

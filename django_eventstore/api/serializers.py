@@ -16,6 +16,7 @@ DEFAULT_LIMIT = 100
 MAX_EVENTS_PER_POST = 1000  # the server's limit of messages in one atomic batch
 MAX_EVENT_TYPE_LENGTH = 256
 MAX_EVENT_ID_LENGTH = 128
+MAX_INTEGER = 2**53 - 1  # the largest integer every JSON client reads exactly (and far inside NATS's uint64 sequences)
 
 
 def _printable(value: str) -> str:
@@ -33,7 +34,15 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-class StrictIntegerField(serializers.IntegerField):
+class BoundedIntegerField(serializers.IntegerField):
+    """An integer of at most ``MAX_INTEGER``: a larger one is a field error, not a request the server refuses."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("max_value", MAX_INTEGER)
+        super().__init__(**kwargs)
+
+
+class StrictIntegerField(BoundedIntegerField):
     """A JSON integer: strings and floats are refused, not converted."""
 
     def to_internal_value(self, data: Any) -> int:
@@ -80,8 +89,11 @@ class EventInputSerializer(ActorBodySerializer):
         return _printable(value)
 
     def validate_event_type(self, value: str) -> str:
+        # the store's rule: NATS strips header values, so the Es-Event-Type header must need no stripping
         if not value.strip():
             raise serializers.ValidationError("Must not be blank.")
+        if value != value.strip():
+            raise serializers.ValidationError("Must not start or end with whitespace.")
         return _printable(value)
 
 
@@ -96,7 +108,7 @@ class SnapshotInputSerializer(ActorBodySerializer):
 
 
 def _limit() -> serializers.IntegerField:
-    return serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, default=DEFAULT_LIMIT, help_text=f"Page size, 1 to {MAX_LIMIT}.")
+    return BoundedIntegerField(min_value=1, max_value=MAX_LIMIT, default=DEFAULT_LIMIT, help_text=f"Page size, 1 to {MAX_LIMIT}.")
 
 
 class ActorListQuery(serializers.Serializer):
@@ -107,12 +119,12 @@ class ActorListQuery(serializers.Serializer):
 
 
 class ActorEventsQuery(serializers.Serializer):
-    from_version = serializers.IntegerField(min_value=0, default=0, help_text="Only events with versions above this (the cursor).")
+    from_version = BoundedIntegerField(min_value=0, default=0, help_text="Only events with versions above this (the cursor).")
     limit = _limit()
 
 
 class EventFeedQuery(serializers.Serializer):
-    after = serializers.IntegerField(min_value=0, default=0, help_text="Cursor: only events after this stream position.")
+    after = BoundedIntegerField(min_value=0, default=0, help_text="Cursor: only events after this stream position.")
     type = serializers.CharField(required=False, help_text="Only events of actors of this type.")
     limit = _limit()
 

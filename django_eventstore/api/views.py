@@ -12,7 +12,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -23,7 +22,7 @@ from .. import ActorSnapshot, Event, VersionConflictError, get_store
 from ..core.facade import EventStore
 from ..core.subjects import actor_type
 from . import serializers as s
-from .http import actor_url, api_url, check_if_match, etag, handle_exception, json_body, next_link, not_modified, permission_classes
+from .http import NestingJSONParser, actor_url, api_url, check_if_match, etag, handle_exception, json_body, next_link, not_modified, permission_classes
 from .routing import SUBRESOURCES, ambiguous
 
 TAGS = ["eventstore"]
@@ -31,7 +30,7 @@ ERRORS: dict[int, Any] = {
     400: OpenApiResponse(OpenApiTypes.OBJECT, "Invalid input: field errors, or a detail."),
     401: OpenApiResponse(s.ErrorSerializer, "Not authenticated (with an authentication class that challenges)."),
     403: OpenApiResponse(s.ErrorSerializer, "Not authenticated, or not allowed by API_PERMISSION_CLASSES."),
-    503: OpenApiResponse(s.ErrorSerializer, "NATS could not be reached."),
+    503: OpenApiResponse(s.ErrorSerializer, "NATS could not be reached, or the streams are not set up."),
 }
 NOT_FOUND = OpenApiResponse(s.ErrorSerializer, "The actor has no events (or no snapshot).")
 NOT_MODIFIED = OpenApiResponse(None, "If-None-Match names the current version.")
@@ -72,7 +71,7 @@ class StoreView(APIView):
 
     schema = AutoSchema()
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [NestingJSONParser]
 
     def get_permissions(self) -> list[BasePermission]:
         return [cls() for cls in permission_classes()]

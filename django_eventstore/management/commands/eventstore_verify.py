@@ -1,4 +1,4 @@
-"""``manage.py eventstore_verify [--type T] [--actor ACTOR_ID]``: scan the events for problems; exit 1 when any."""
+"""``manage.py eventstore_verify [--type T] [--actor ACTOR_ID] [--format table|json]``: scan the events for problems; exit 1 when any."""
 
 from __future__ import annotations
 
@@ -14,29 +14,40 @@ SNAPSHOT_LOOKUP = 1000  # actors per batched snapshot-version lookup
 class Command(StoreCommand):
     help = (
         "Check the events: malformed messages, headers disagreeing with bodies, versions out of order or with gaps, "
-        "snapshots ahead of their actor. Prints one line per problem; exit status 1 when it found any."
+        "snapshots ahead of their actor. Prints one line per problem (--format json: a JSON list of them); "
+        "exit status 1 when it found any."
     )
+    formats = ("table", "json")
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
         parser.add_argument("--type", dest="actor_type", help="only actors of this type")
         parser.add_argument("--actor", dest="actor_id", help="only this actor")
 
-    def run(self, *args: Any, actor_type: str | None, actor_id: str | None, **options: Any) -> None:
-        self.problems = 0
+    def run(self, *args: Any, actor_type: str | None, actor_id: str | None, format: str, **options: Any) -> None:
+        self.format = format
+        self.problems: list[dict[str, Any]] = []
         self.events = 0
         latest = self.check_events(actor_type, actor_id)
         if actor_id is not None and not latest and not self.problems:
             raise CommandError(f"actor {actor_id!r} has no events (list the actors with manage.py eventstore_actors)")
         snapshots = self.check_snapshots(latest)
         checked = f"{self.events:,} events of {len(latest):,} actors and {snapshots:,} snapshots"
+        if format == "json":
+            self.write_json(self.problems)
         if self.problems:
-            raise CommandError(f"found {self.problems:,} problems in {checked}", returncode=1)
-        self.stdout.write(f"no problems in {checked}", style_func=self.style.SUCCESS)
+            raise CommandError(f"found {len(self.problems):,} problems in {checked}", returncode=1)
+        if format == "json":
+            self.note(f"no problems in {checked}")
+        else:
+            self.stdout.write(f"no problems in {checked}", style_func=self.style.SUCCESS)
 
-    def problem(self, position: int | str, where: str, text: str) -> None:
-        self.problems += 1
-        self.stdout.write(f"position {position}  {where}: {text}", style_func=self.style.ERROR)
+    def problem(self, kind: str, position: int | None, text: str, *, actor_id: str | None = None, subject: str | None = None) -> None:
+        """Record a problem; in table format, print it at once (a long scan shows what it finds as it goes)."""
+        self.problems.append({"kind": kind, "position": position, "actor_id": actor_id, "subject": subject, "detail": text})
+        if self.format == "table":
+            where = f"subject {subject}" if subject is not None else f"actor {actor_id!r}"
+            self.stdout.write(f"position {'-' if position is None else position}  {where}: {text}", style_func=self.style.ERROR)
 
     def check_events(self, actor_type: str | None, actor_id: str | None) -> dict[str, int]:
         """Scan in stream order; report malformed messages and version jumps. Each actor's last version seen."""
@@ -45,12 +56,13 @@ class Command(StoreCommand):
         progress = Progress(self, upto, "verifying")
         for page in self.scan(actor_type=actor_type, actor_id=actor_id, upto=upto):
             for bad in page.errors:
-                self.problem(bad.position, f"subject {bad.subject}", f"malformed message: {bad.reason}")
+                self.problem("malformed_message", bad.position, f"malformed message: {bad.reason}", subject=bad.subject)
             self.events += len(page.events)
             for event in page.events:
                 previous = latest.get(event.actor_id, 0)  # type: ignore[arg-type]
                 if event.version != previous + 1:
-                    self.problem(event.position, f"actor {event.actor_id!r}", _jump(previous, event.version))  # type: ignore[arg-type]
+                    kind = "version_gap" if event.version > previous + 1 else "version_out_of_order"  # type: ignore[operator]
+                    self.problem(kind, event.position, _jump(previous, event.version), actor_id=event.actor_id)  # type: ignore[arg-type]
                 latest[event.actor_id] = max(previous, event.version)  # type: ignore[index, type-var]
             progress.update(max([e.position for e in page.events] + [m.position for m in page.errors]), len(latest))  # type: ignore[type-var]
         progress.finish(len(latest))
@@ -65,7 +77,8 @@ class Command(StoreCommand):
             checked += len(versions)
             for actor_id, version in sorted(versions.items()):
                 if version > latest[actor_id]:
-                    self.problem("-", f"actor {actor_id!r}", f"snapshot at version {version} is ahead of the latest event, version {latest[actor_id]}")
+                    text = f"snapshot at version {version} is ahead of the latest event, version {latest[actor_id]}"
+                    self.problem("snapshot_ahead", None, text, actor_id=actor_id)
         return checked
 
 
