@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Iterable
@@ -42,6 +43,7 @@ MAX_APPEND = 1000  # the server's limit of messages in one atomic batch
 SEEK_FROM = 1024  # skip-ahead by binary search pays from about this many events on
 MAX_PUBLISH_ATTEMPTS = 5
 MAX_PAGE = 1000  # multi_last answers at most 1,024 subjects
+LISTING_REUSE = 1.0  # seconds a full actor listing may serve actor_types()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,7 @@ class Engine:
         self.subjects = subjects
         self._cache: OrderedDict[str, _State] = OrderedDict()
         self._cache_size = cache_size
+        self._last_listing: tuple[float, list[str]] | None = None
 
     # ----- the version cache (a hint: the server has the last word) -----
 
@@ -401,27 +404,33 @@ class Engine:
 
     # ----- listing actors -----
 
-    async def _decoded_ids(self, actor_type: str | None = None) -> list[str]:
-        """The ids of the actors with at least one message, unsorted; foreign subjects skipped."""
+    async def _decoded_ids(self, actor_type: str | None = None, reuse: bool = False) -> list[str]:
+        """The ids of the actors with at least one message, unsorted; foreign subjects skipped.
+
+        With ``reuse``, a full listing made less than LISTING_REUSE seconds ago serves again.
+        """
+        listed = self._last_listing
+        if reuse and actor_type is None and listed is not None and time.monotonic() - listed[0] < LISTING_REUSE:
+            return listed[1]
         ids = []
         for subject in await self.backend.subjects(EVENTS, self.subjects.events_filter(actor_type)):
             try:
                 ids.append(self.subjects.actor_id_of(subject))
             except ValueError:
                 log.warning("ignoring subject %r: not an encoded actor subject", subject)
+        if actor_type is None:
+            self._last_listing = (time.monotonic(), ids)
         return ids
 
     async def actor_ids(self, actor_type: str | None = None, prefix: str | None = None) -> list[str]:
         """Every actor id with at least one message, sorted, optionally of one type and id prefix."""
         ids = await self._decoded_ids(actor_type)
-        if prefix:
-            ids = [i for i in ids if i.startswith(prefix)]
-        ids.sort()
-        return ids
+        return sorted(i for i in ids if i.startswith(prefix)) if prefix else sorted(ids)
 
     async def actor_types(self) -> list[str]:
-        """The actor types present, sorted."""
-        return sorted({actor_type_of(i) for i in await self._decoded_ids()})
+        """The actor types present, sorted; reuses a listing of all actors made in the last second
+        (so a page that lists actors and types reads the subjects once)."""
+        return sorted({actor_type_of(i) for i in await self._decoded_ids(reuse=True)})
 
     async def list_actors(
         self,
