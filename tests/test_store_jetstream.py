@@ -277,7 +277,8 @@ def test_batch_with_an_event_near_max_payload_is_too_large_not_a_dropped_connect
         store.close()
 
 
-def test_closing_the_store_fails_a_running_call_instead_of_hanging(js_store):
+@pytest.mark.parametrize("way", ["sync", "async"])
+def test_closing_the_store_fails_a_running_call_instead_of_hanging(js_store, way):
     js_store.get_latest_version("order-1")
     started = threading.Event()
 
@@ -285,11 +286,15 @@ def test_closing_the_store_fails_a_running_call_instead_of_hanging(js_store):
         started.set()
         await asyncio.sleep(30)
 
+    async def from_another_loop():
+        return await js_store.portal.acall(slow())
+
+    run = {"sync": lambda: js_store.portal.call(slow()), "async": lambda: asyncio.run(from_another_loop())}[way]
     outcome = []
 
     def caller():
         try:
-            js_store.portal.call(slow())
+            run()
         except BaseException as e:  # noqa: BLE001 - recorded for the assertion
             outcome.append(e)
 
@@ -301,31 +306,3 @@ def test_closing_the_store_fails_a_running_call_instead_of_hanging(js_store):
     assert not thread.is_alive(), "the call still waits after close()"
     assert len(outcome) == 1 and isinstance(outcome[0], EventStoreUnavailable)
     assert js_store.get_latest_version("order-1") == 0  # and the store works again
-
-
-def test_closing_the_store_fails_a_running_async_call(js_store):
-    js_store.get_latest_version("order-1")
-    started = threading.Event()
-
-    async def slow():
-        started.set()
-        await asyncio.sleep(30)
-
-    async def caller():
-        return await js_store.portal.acall(slow())
-
-    outcome = []
-    thread = threading.Thread(target=lambda: outcome.append(_capture(lambda: asyncio.run(caller()))))
-    thread.start()
-    assert started.wait(10)
-    js_store.close()
-    thread.join(10)
-    assert not thread.is_alive()
-    assert isinstance(outcome[0], EventStoreUnavailable)
-
-
-def _capture(fn):
-    try:
-        return fn()
-    except BaseException as e:  # noqa: BLE001 - returned for the assertion
-        return e
