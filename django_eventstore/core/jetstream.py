@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import logging
 import uuid
 from typing import Any, Callable, Coroutine, TypeVar
@@ -106,7 +107,7 @@ class _Connection:
     async def start(self) -> None:
         sub = await self.nc.subscribe(self.prefix + "*", pending_bytes_limit=0)
         sub._pending_queue = _ReplyQueue(self._on_reply)
-        await self.nc.flush(self.timeout)  # the SUB must reach the server before a request written directly
+        await self.nc.flush(math.ceil(self.timeout))  # the SUB must reach the server before a request written directly
 
     def _on_reply(self, msg: Msg) -> None:
         waiter = self.pending.get(msg.subject[len(self.prefix) :])
@@ -124,7 +125,8 @@ class _Connection:
     async def send(self, subject: str, payload: bytes, reply: str = "", headers: dict[str, str] | None = None) -> None:
         """Publish; straight onto the socket when connected over TCP with nothing queued, else through nats-py."""
         nc = self.nc
-        if nc.is_connected and not nc._pending and type(nc._transport).__name__ == "TcpTransport":
+        transport = nc._transport
+        if nc.is_connected and not nc._pending and transport is not None and type(transport).__name__ == "TcpTransport":
             if len(payload) > nc.max_payload:
                 raise nats.errors.MaxPayloadError
             if headers:
@@ -133,7 +135,7 @@ class _Connection:
                 cmd = f"HPUB {subject} {reply} {len(hdr)} {len(hdr) + len(payload)}\r\n".encode() + hdr + payload + b"\r\n"
             else:
                 cmd = f"PUB {subject} {reply} {len(payload)}\r\n".encode() + payload + b"\r\n"
-            nc._transport.write(cmd)
+            transport.write(cmd)
             return
         await nc.publish(subject, payload, reply=reply, headers=headers)
 
@@ -204,12 +206,13 @@ def _raw(msg: Msg) -> RawMsg:
 
 def _check_direct_status(msg: Msg, what: str) -> bool:
     """True when the direct get found a message; False on 404; error otherwise."""
-    status = msg.headers.get(_STATUS) if msg.headers else None
+    headers = msg.headers or {}
+    status = headers.get(_STATUS)
     if status is None:
         return True
     if status == "404":
         return False
-    raise EventStoreError(f"direct get of {what} failed: {status} {msg.headers.get('Description', '')}".strip())
+    raise EventStoreError(f"direct get of {what} failed: {status} {headers.get('Description', '')}".strip())
 
 
 class JetStreamBackend:
@@ -290,6 +293,8 @@ class JetStreamBackend:
         options.update(self.connect_options)
         try:
             await asyncio.wait_for(nc.connect(**options), self.timeout)
+            conn = _Connection(nc, self.timeout, self.servers_text)  # after connect: it may set inbox_prefix
+            await conn.start()
         except (asyncio.TimeoutError, OSError, nats.errors.Error) as e:
             try:
                 await nc.close()
@@ -300,8 +305,6 @@ class JetStreamBackend:
                 f"could not connect to NATS within {self.timeout}s; servers tried: {self.servers_text}{detail}"
             ) from None
         quiet = False
-        conn = _Connection(nc, self.timeout, self.servers_text)
-        await conn.start()
         self.max_payload = nc.max_payload
         return conn
 
@@ -340,12 +343,13 @@ class JetStreamBackend:
     async def _batch(self, stream: str, request: dict[str, Any], what: str) -> tuple[list[RawMsg], int]:
         conn = await self._connection()
         msgs, end = await conn.request_batch(self._direct(stream), json.dumps(request).encode())
-        status = end.headers.get(_STATUS) if end.headers else None
+        headers = end.headers or {}
+        status = headers.get(_STATUS)
         if status == "404":
             return [], 0
         if status != "204":
-            raise EventStoreError(f"batch direct get of {what} failed: {status} {end.headers.get('Description', '') if end.headers else ''}")
-        return [_raw(m) for m in msgs], int(end.headers.get("Nats-Num-Pending", 0))
+            raise EventStoreError(f"batch direct get of {what} failed: {status} {headers.get('Description', '')}".strip())
+        return [_raw(m) for m in msgs], int(headers.get("Nats-Num-Pending", 0))
 
     async def next_msgs(self, stream: str, subject_filter: str, start_seq: int, batch: int) -> tuple[list[RawMsg], int]:
         return await self._batch(stream, {"seq": max(start_seq, 1), "next_by_subj": subject_filter, "batch": batch}, subject_filter)
