@@ -31,11 +31,14 @@ def actor_token(actor_id: str) -> str:
 
 
 def actor_id_from_token(token: str) -> str:
-    """Invert actor_token; Http404 for a segment it cannot have produced."""
+    """Invert actor_token; Http404 for a segment it cannot have produced (``~41`` for ``A``, ``~2f`` for ``~2F``)."""
     try:
-        return validate_actor_id(decode_token(token))
+        actor_id = validate_actor_id(decode_token(token))
     except (ValueError, UnicodeDecodeError) as e:  # InvalidActorId is a ValueError too
         raise Http404(f"no actor has the URL segment {token!r}") from e
+    if actor_token(actor_id) != token:
+        raise Http404(f"no actor has the URL segment {token!r}")
+    return actor_id
 
 
 def pretty_json(value: Any) -> str:
@@ -50,12 +53,16 @@ def query_string(params: dict[str, Any], **changes: Any) -> str:
     return "?" + urlencode(kept) if kept else "?"
 
 
+MAX_DIGITS = 18  # a query parameter's number fits in 64 bits; int() of thousands of digits is refused
+
+
 def positive_int(params: QueryDict, name: str) -> int | None:
-    """A query parameter that must be a whole number >= 1 when present; Http404 otherwise."""
+    """A query parameter that must be a whole number >= 1 (ASCII digits) when present; Http404 otherwise."""
     text = params.get(name, "")
     if text == "":
         return None
-    if not text.isdigit() or int(text) < 1:
+    # str.isdigit() also accepts "²" and other non-ASCII digits, which int() refuses
+    if not (text.isascii() and text.isdecimal() and len(text) <= MAX_DIGITS) or int(text) < 1:
         raise Http404(f"{name} must be a whole number from 1")
     return int(text)
 
@@ -160,6 +167,13 @@ class EventRow:
         return pretty_json(self.event.metadata) if self.event and self.event.metadata else ""
 
     @property
+    def header_items(self) -> list[tuple[str, str]]:
+        """The malformed message's headers as pairs (a header named "items" must not shadow dict.items)."""
+        if self.malformed is None or not self.malformed.headers:
+            return []
+        return list(self.malformed.headers.items())
+
+    @property
     def raw_text(self) -> str:
         if self.malformed is None:
             return ""
@@ -217,17 +231,29 @@ class ActorView:
 
 
 def actor_page(store: EventStore, actor_id: str, params: QueryDict) -> ActorView:
-    """The actor page: ``order`` (``asc``, ``desc``) and ``from`` (the version the page starts at)."""
+    """The actor page: ``order`` (``asc``, ``desc``), ``from`` (the version of the first row shown) or ``to`` (of the last).
+
+    Oldest first, ``from`` is the window's lowest version and ``to`` its highest;
+    newest first, the other way round. The window holds at most EVENTS_PER_PAGE
+    events and never passes version 1 or the latest version, so a page anchored
+    at one end is short rather than repeating events of the next page.
+    """
     newest_first = params.get("order") == "desc"
     start = positive_int(params, "from")
+    end = positive_int(params, "to")
+    if start is not None and end is not None:
+        raise Http404("give from or to, not both")
     latest = store.get_latest_version(actor_id)
     size = EVENTS_PER_PAGE
-    if newest_first:
-        top = min(start or latest, latest)
-        first = max(top - size + 1, 1)
+    low, high = (end, start) if newest_first else (start, end)  # the window's lowest or highest version
+    if high is None and (low is not None or not newest_first):
+        first = min(low or 1, max(latest, 1))
+        count = size
     else:
-        first = min(start or 1, max(latest, 1))
-    window = read_window(store, actor_id, first, size)
+        top = min(high or latest, latest)
+        first = max(top - size + 1, 1)
+        count = max(top - first + 1, 1)
+    window = read_window(store, actor_id, first, count)
     if latest == 0 and not window.rows:
         raise Http404(f"actor {actor_id!r} has no events")
     try:
@@ -235,31 +261,30 @@ def actor_page(store: EventStore, actor_id: str, params: QueryDict) -> ActorView
     except SnapshotNotFound:
         snapshot = None
     rows = list(reversed(window.rows)) if newest_first else window.rows
-    return ActorView(
-        actor_id, latest, snapshot, window, rows, newest_first, start, _event_links(window, latest, size, newest_first)
-    )
+    return ActorView(actor_id, latest, snapshot, window, rows, newest_first, start, _event_links(window, latest, newest_first))
 
 
-def _event_links(window: EventWindow, latest: int, size: int, newest_first: bool) -> dict[str, str]:
+def _event_links(window: EventWindow, latest: int, newest_first: bool) -> dict[str, str]:
     """Query strings of the pages around a window ("older", "oldest", "newer", "newest") and of the flipped order.
 
-    ``from`` is the first version shown oldest-first, the top version shown newest-first.
+    "Older" ends right below the window and "newer" starts right above it, so
+    walking either way shows every event (and malformed message) once.
     """
 
-    def link(desc: bool, start: int | None) -> str:
-        return query_string({"order": "desc" if desc else None, "from": start or None})
+    def link(desc: bool, **anchor: int | None) -> str:
+        return query_string({"order": "desc" if desc else None, **anchor})
 
     if newest_first:
-        older = {"older": window.first - 1, "oldest": min(size, latest)}
-        newer = {"newer": min(window.last + size, latest), "newest": None}
+        older = {"older": link(True, **{"from": window.first - 1}), "oldest": link(True, to=1)}
+        newer = {"newer": link(True, to=window.last + 1), "newest": link(True)}
     else:
-        older = {"older": max(window.first - size, 1), "oldest": None}
-        newer = {"newer": window.last + 1, "newest": max(latest - size + 1, 1)}
-    links = {"flip": link(not newest_first, window.first if newest_first else window.last)}
+        older = {"older": link(False, to=window.first - 1), "oldest": link(False)}
+        newer = {"newer": link(False, **{"from": window.last + 1}), "newest": link(False, to=latest)}
+    links = {"flip": link(not newest_first, **{"from": window.first if newest_first else window.last})}
     if window.first > 1:
-        links.update({name: link(newest_first, start) for name, start in older.items()})
+        links.update(older)
     if window.last < latest:
-        links.update({name: link(newest_first, start) for name, start in newer.items()})
+        links.update(newer)
     return links
 
 

@@ -220,6 +220,134 @@ def test_malformed_messages_are_rows_shown_once_across_pages(admin_client, nats_
     assert '<dd id="latest-version">61</dd>' in newest
 
 
+def event_rows(html: str) -> list[tuple[str, int]]:
+    """The actor page's rows in page order: ("event", version) or ("malformed", stream position)."""
+    rows = []
+    for kind, body in re.findall(r'<tr class="(event|malformed)">(.*?)</tr>', html, re.DOTALL):
+        version, position = re.findall(r'<td class="numeric">([^<]*)</td>', body)
+        rows.append((kind, int(version) if kind == "event" else int(position)))
+    return rows
+
+
+def pager_link(html: str, name: str) -> str | None:
+    found = re.search(rf'<a href="([^"]*)" class="{name}">', html)
+    return html_lib.unescape(found.group(1)) if found else None
+
+
+def walk(client, actor_id: str, start: str, direction: str) -> list[list[tuple[str, int]]]:
+    """Follow the "older" or "newer" link from the page at ``start`` until there is none; each page's rows."""
+    pages, url = [], actor_url(actor_id) + start
+    while url is not None:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        html = response.content.decode()
+        rows = event_rows(html)
+        versions = [v for kind, v in rows if kind == "event"]
+        assert 0 < len(versions) <= 50
+        shown = re.search(r"Events (\d+)–(\d+) of (\d+)", html).groups()
+        assert [int(shown[0]), int(shown[1])] == [min(versions), max(versions)]
+        assert sorted(versions) == list(range(min(versions), max(versions) + 1))
+        pages.append(rows)
+        link = pager_link(html, direction)
+        url = actor_url(actor_id) + link if link else None
+        assert len(pages) <= 10
+    return pages
+
+
+def test_paging_either_way_in_either_order_shows_every_row_exactly_once(admin_client, nats_url):
+    store = get_store()
+    store.setup()
+    actor = "walk-1"
+    subject = store.engine.subjects.event_subject(actor)
+    # malformed messages after these versions (0: before the first event), on and around page edges
+    after = [0, 0, 1, 19, 20, 21, 30, 31, 49, 50, 50, 51, 70, 71, 80, 80, 81, 99, 100, 101, 110, 120, 129, 130, 130]
+    malformed, version = [], 0
+    for v in after:
+        if v > version:
+            add_events(actor, v - version, start=version)
+            version = v
+        malformed.append(publish_raw(nats_url, subject, f"junk after {v}".encode()))
+    expected = sorted([("event", v) for v in range(1, 131)] + [("malformed", p) for p in malformed])
+
+    def pages_of(order: str, end: str) -> str:
+        base = "?order=desc" if order == "desc" else ""
+        return pager_link(admin_client.get(actor_url(actor) + base).content.decode(), end) if end else base
+
+    walks = {
+        ("asc", "newer"): walk(admin_client, actor, pages_of("asc", ""), "newer"),
+        ("asc", "older"): walk(admin_client, actor, pages_of("asc", "newest"), "older"),
+        ("desc", "older"): walk(admin_client, actor, pages_of("desc", ""), "older"),
+        ("desc", "newer"): walk(admin_client, actor, pages_of("desc", "oldest"), "newer"),
+    }
+    for (order, direction), pages in walks.items():
+        rows = [row for page in pages for row in page]
+        assert len(rows) == len(set(rows)), (order, direction)  # none twice
+        assert sorted(rows) == expected, (order, direction)  # none missing
+        for page in pages:
+            positions = [p for kind, p in page if kind == "malformed"]
+            assert positions == sorted(positions, reverse=order == "desc")
+    first_versions = {key: [[v for kind, v in page if kind == "event"] for page in pages] for key, pages in walks.items()}
+    assert [(p[0], p[-1]) for p in first_versions[("asc", "newer")]] == [(1, 50), (51, 100), (101, 130)]
+    assert [(p[0], p[-1]) for p in first_versions[("asc", "older")]] == [(81, 130), (31, 80), (1, 30)]
+    assert [(p[0], p[-1]) for p in first_versions[("desc", "older")]] == [(130, 81), (80, 31), (30, 1)]
+    assert [(p[0], p[-1]) for p in first_versions[("desc", "newer")]] == [(50, 1), (100, 51), (130, 101)]
+
+
+def test_newest_first_from_a_low_version_shows_only_that_far(admin_client):
+    add_events("long-3", 120)
+    html = admin_client.get(actor_url("long-3"), {"order": "desc", "from": "20"}).content.decode()
+    assert versions_in(html) == [str(v) for v in range(20, 0, -1)]
+    assert "Events 1–20 of 120" in html
+    assert 'class="older"' not in html
+    newer = admin_client.get(actor_url("long-3") + pager_link(html, "newer")).content.decode()
+    assert versions_in(newer) == [str(v) for v in range(70, 20, -1)]
+    oldest_first = admin_client.get(actor_url("long-3"), {"to": "20"}).content.decode()
+    assert versions_in(oldest_first) == [str(v) for v in range(1, 21)]
+    assert admin_client.get(actor_url("long-3"), {"from": "5", "to": "20"}).status_code == 404
+
+
+def test_malformed_header_named_items_keys_values_is_shown(admin_client, nats_url):
+    store = get_store()
+    store.setup()
+    publish_raw(nats_url, store.engine.subjects.event_subject("hdr-1"), b"junk", {"items": "xy", "keys": "z", "values": "w"})
+    response = admin_client.get(actor_url("hdr-1"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert versions_in(html) == ["—"]
+    for line in ("items: xy", "keys: z", "values: w"):
+        assert line in html
+
+
+@pytest.mark.parametrize("value", ["%C2%B2", "%D9%A3", "1" * 5000, "1" * 19], ids=["superscript-2", "arabic-3", "5000-digits", "19-digits"])
+def test_non_ascii_and_overlong_numbers_are_404(admin_client, value):
+    add_events("order-1", 3)
+    assert admin_client.get(reverse(CHANGELIST) + "?p=" + value).status_code == 404
+    for name in ("from", "to"):
+        assert admin_client.get(actor_url("order-1") + f"?{name}={value}").status_code == 404
+        assert admin_client.get(actor_url("order-1") + f"?order=desc&{name}={value}").status_code == 404
+
+
+def test_largest_accepted_numbers_do_not_fail(admin_client):
+    add_events("order-1", 3)
+    big = "9" * 18
+    assert admin_client.get(reverse(CHANGELIST), {"p": big}).status_code == 404  # no such page
+    for params in ({"from": big}, {"to": big}, {"from": big, "order": "desc"}, {"to": big, "order": "desc"}):
+        response = admin_client.get(actor_url("order-1"), params)
+        assert response.status_code == 200, params
+        assert versions_in(response.content.decode())
+
+
+def test_non_canonical_segments_are_404(admin_client):
+    add_events("A", 1)
+    add_events("x-1", 1)
+    add_events("a/b", 1)
+    base = reverse(CHANGELIST)
+    assert admin_client.get(base + "A/").status_code == 200
+    assert admin_client.get(base + "a~2Fb/").status_code == 200
+    for segment in ("~41", "x~2D1", "~78-1", "a~2fb"):
+        assert admin_client.get(base + segment + "/").status_code == 404, segment
+
+
 def test_actor_with_only_malformed_messages_shows_them(admin_client, nats_url):
     store = get_store()
     store.setup()
