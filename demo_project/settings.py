@@ -3,7 +3,9 @@
 Environment variables: ``DEMO_DATA_DIR`` (where the SQLite file and the
 embedded nats-server's data live, default ``demo_project/.data``),
 ``EVENTSTORE_SERVERS`` (``embedded``, the default, or comma-separated NATS
-URLs), ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG`` (``1``/``0``, default ``1``).
+URLs), ``DEMO_LOG_LEVEL`` (the level of the event store's log on stderr,
+default ``WARNING``; ``DEBUG`` shows its connection events),
+``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG`` (``1``/``0``, default ``1``).
 """
 
 import os
@@ -65,4 +67,11 @@ _servers = os.environ.get("EVENTSTORE_SERVERS", "embedded").strip()
 EVENTSTORE = {
     "SERVERS": _servers if _servers == "embedded" else [url.strip() for url in _servers.split(",") if url.strip()],
     "EMBEDDED_DIR": str(DATA_DIR / "eventstore"),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django_eventstore": {"handlers": ["console"], "level": os.environ.get("DEMO_LOG_LEVEL", "WARNING").upper(), "propagate": False}},
 }

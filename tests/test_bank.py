@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from demo_project.bank.domain import Account, BankError, format_cents, open_account, parse_amount
-from demo_project.bank.seed import seed_if_empty
-from django_eventstore import VersionConflictError, get_store
+from demo_project.bank.seed import sample_accounts, seed_missing
+from django_eventstore import ActorSnapshot, Event, VersionConflictError, get_store
 
 
 def opened(balance: int = 0, actor_id: str = "account-1") -> Account:
@@ -170,9 +170,9 @@ def test_concurrent_openings_get_distinct_accounts():
 
 def test_seed_data_is_valid_has_snapshots_and_is_written_only_once():
     progress: list[int] = []
-    assert seed_if_empty(40, progress=lambda done, total: progress.append(done)) == 40
+    assert seed_missing(40, progress=lambda done, total: progress.append(done)) == 40
     assert progress == list(range(1, 41))
-    assert seed_if_empty(40) == 0
+    assert seed_missing(40) == 0
 
     page = get_store().list_actors(actor_type="account", limit=1000)
     assert page.total == 40
@@ -185,15 +185,54 @@ def test_seed_data_is_valid_has_snapshots_and_is_written_only_once():
         assert from_events.balance >= 0 and from_events.status in ("open", "closed")
 
 
+
+class Interrupted(Exception):
+    """Stands for a Ctrl-C in the middle of seeding."""
+
+
+def stored_events(actor_id: str) -> list[tuple[str, dict]]:
+    return [(e.event_type, e.data) for e in get_store().get_events(actor_id)]
+
+
+def test_an_interrupted_seeding_is_finished_by_the_next_run():
+    def stop_after_15(done: int, total: int) -> None:
+        if done == 15:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        seed_missing(40, progress=stop_after_15)
+    assert get_store().list_actors(actor_type="account").total == 15
+    opened(actor_id="account-16")  # opened by a user meanwhile: kept as it is
+
+    assert seed_missing(40) == 24
+    assert get_store().list_actors(actor_type="account", limit=1000).total == 40
+    assert Account.load("account-16").owner == "Ada Lovelace" and Account.load("account-16").version == 1
+    expected = {a.actor_id: [(e.event_type, e.data) for e in a.pending] for a in sample_accounts(40)}
+    for number in [*range(1, 16), *range(17, 41)]:
+        assert stored_events(f"account-{number}") == expected[f"account-{number}"]
+    assert seed_missing(40) == 0
+
+
+def test_seeding_no_account_creates_nothing():
+    assert seed_missing(0) == 0
+    assert get_store().list_actors(actor_type="account").total == 0
+
+
 @pytest.mark.parametrize("text, cents", [("12.50", 1250), ("12.5", 1250), (" 3 ", 300), ("0.01", 1)])
 def test_parse_amount(text, cents):
     assert parse_amount(text) == cents
     assert parse_amount(format_cents(cents)) == cents
 
 
-@pytest.mark.parametrize("text", ["", "abc", "0", "-1", "0.001", "NaN", "Infinity", "1e20"])
+@pytest.mark.parametrize("text", ["", "abc", "0", "-1", "0.001", "NaN", "Infinity", "1e20", "sNaN", "-sNaN", "1e999999", "9e99999999", "1e-999999999"])
 def test_parse_amount_refuses(text):
     with pytest.raises(BankError):
+        parse_amount(text)
+
+
+@pytest.mark.parametrize("text", ["sNaN", "NaN", "-Infinity", "1e999999", "1E+99999999"])
+def test_parse_amount_says_what_is_not_a_number(text):
+    with pytest.raises(BankError, match="is not an amount"):
         parse_amount(text)
 
 
@@ -257,3 +296,79 @@ def test_pages_of_unknown_accounts_and_bad_commands(bank_client):
         page = bank_client.post("/accounts/account-1/", {**data, "csrfmiddlewaretoken": token}, follow=True).content.decode()
         assert message in page
     assert get_store().get_latest_version("account-1") == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("amount", ["sNaN", "1e999999", "Infinity"])
+def test_pages_refuse_amounts_that_are_not_numbers(bank_client, amount):
+    token = csrf_token(bank_client.get("/"))
+    opened(1_000)
+    for action in ("deposit", "withdraw"):
+        response = bank_client.post("/accounts/account-1/", {"action": action, "amount": amount, "csrfmiddlewaretoken": token}, follow=True)
+        assert response.status_code == 200
+        assert f"&#x27;{amount}&#x27; is not an amount" in response.content.decode()
+    assert get_store().get_latest_version("account-1") == 2
+
+
+@pytest.mark.django_db
+def test_home_pages_list_actors_that_are_not_bank_accounts_without_a_link(bank_client):
+    opened(1_000)
+    for actor_id in ("account-abc", "account-1-2", "account-" + "9" * 30):
+        get_store().save_event(Event(event_type="Whatever", data={}, actor_id=actor_id, version=1))
+
+    for path in ("/", "/?after=account-1", "/?after=account-abc", "/?after=zzz", "/?after=" + "x" * 300):
+        response = bank_client.get(path)
+        assert response.status_code == 200, path
+    page = bank_client.get("/").content.decode()
+    assert "Accounts (4)" in page
+    assert 'href="/accounts/account-1/"' in page
+    assert "account-abc" in page and "account-1-2" in page
+    assert 'href="/accounts/account-abc/"' not in page and 'href="/accounts/account-1-2/"' not in page
+    assert "/accounts/account-999" not in page
+
+
+@pytest.mark.django_db
+def test_pages_of_account_numbers_too_long_for_an_actor_id_are_not_found(bank_client):
+    token = csrf_token(bank_client.get("/"))
+    for digits in (19, 300):
+        assert bank_client.get(f"/accounts/account-{'7' * digits}/").status_code == 404
+        response = bank_client.post(f"/accounts/account-{'7' * digits}/", {"action": "deposit", "amount": "1", "csrfmiddlewaretoken": token})
+        assert response.status_code == 404
+    assert get_store().list_actors(actor_type="account").total == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "event, reason",
+    [
+        (Event(event_type="MoneyPrinted", data={"amount": 100}), "MoneyPrinted"),
+        (Event(event_type="MoneyDeposited", data={}), "amount"),
+        (Event(event_type="MoneyDeposited", data={"amount": "lots"}), "amount"),
+        (Event(event_type="MoneyDeposited", data={"amount": 1.5}), "amount"),
+    ],
+)
+def test_an_account_whose_history_cannot_be_replayed_gets_an_error_page(bank_client, event, reason):
+    opened(1_000)
+    get_store().append("account-1", [event], expected_version=2)
+    token = csrf_token(bank_client.get("/"))
+
+    response = bank_client.get("/accounts/account-1/")
+    page = response.content.decode()
+    assert response.status_code == 409
+    assert "history cannot be read" in page and reason in page
+    assert re.findall(r"(AccountOpened|MoneyDeposited|MoneyPrinted)", page)[-1] == "AccountOpened"  # the history is shown
+
+    posted = bank_client.post("/accounts/account-1/", {"action": "deposit", "amount": "1", "csrfmiddlewaretoken": token}, follow=True)
+    assert posted.status_code == 409 and "history cannot be read" in posted.content.decode()
+    assert get_store().get_latest_version("account-1") == 3
+
+
+@pytest.mark.django_db
+def test_an_account_whose_snapshot_is_not_an_accounts_state_gets_an_error_page(bank_client):
+    opened(1_000)
+    get_store().save_snapshot(ActorSnapshot(actor_id="account-1", version=2, state={"owner": "Eve", "balance": "lots", "status": "open"}))
+
+    response = bank_client.get("/accounts/account-1/")
+    assert response.status_code == 409
+    assert "history cannot be read" in response.content.decode() and "snapshot" in response.content.decode()
+    assert Account.load("account-1", use_snapshot=False).balance == 1_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.cookiejar
+import io
 import json
 import os
 import re
@@ -17,7 +18,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from django.core.management import CommandError, call_command
 
+from demo_project.bank.management.commands.demo import Command
+from demo_project.bank.seed import seed_missing
+from django_eventstore import get_store
 from django_eventstore.embedded import running_server, stop_embedded_server
 from django_eventstore.testing import free_port
 
@@ -29,6 +34,7 @@ def demo_env(data_dir: Path) -> dict[str, str]:
     """This environment without the suite's Django settings, with the demo's data in data_dir and embedded NATS."""
     env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "EVENTSTORE_SERVERS")}
     env["DEMO_DATA_DIR"] = str(data_dir)
+    env["DEMO_LOG_LEVEL"] = "DEBUG"  # even the store's quiet connection errors are in the output
     return env
 
 
@@ -142,6 +148,9 @@ def test_demo_serves_the_bank_admin_and_api_then_reuses_its_data(tmp_path):
     assert "Created a local admin user for the demo (login: admin / admin)" in first
     assert f"Seeding sample accounts: {ACCOUNTS}/{ACCOUNTS}" in first
     assert "Stopped the embedded nats-server" in first
+    for output in outputs:  # the store is closed before its nats-server stops: no connection error on the way out
+        stopping = output.split("Stop with Ctrl-C.", 1)[1]
+        assert "NATS error" not in stopping and "disconnected from NATS" not in stopping, output
     assert "Created a local admin user" not in second and "Seeding" not in second
     assert "Sample data already there" in second and "login: admin / admin" in second
 
@@ -162,3 +171,53 @@ def test_demo_refuses_a_busy_port_before_starting_anything(tmp_path):
     assert demo.returncode == 1
     assert f"cannot serve on 127.0.0.1:{port}" in demo.stderr and "--addrport" in demo.stderr
     assert not (tmp_path / "eventstore").exists()
+
+
+def prepare_store(accounts: int) -> str:
+    """The demo's store preparation on the suite's NATS; what it prints."""
+    out = io.StringIO()
+    Command(stdout=out)._prepare_store(accounts)
+    return out.getvalue()
+
+
+def test_demo_asked_for_no_accounts_seeds_none_and_says_so():
+    output = prepare_store(0)
+    assert "--accounts 0" in output and "not seeding" in output
+    assert "reusing" not in output and "Seeding" not in output
+    assert get_store().list_actors(actor_type="account").total == 0
+
+
+def test_demo_finishes_an_interrupted_seeding_then_reuses_it():
+    def interrupt(done: int, total: int) -> None:
+        if done == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        seed_missing(10, progress=interrupt)
+
+    resumed = prepare_store(10)
+    assert "Seeding sample accounts: 10/10\n" in resumed
+    assert "wrote the 6 accounts still missing" in resumed and "reusing" not in resumed
+    assert get_store().list_actors(actor_type="account").total == 10
+    again = prepare_store(10)
+    assert "Sample data already there: reusing it." in again and "Seeding" not in again
+
+
+def test_demo_interrupted_while_seeding_says_the_next_run_finishes_it(monkeypatch):
+    command = Command(stdout=io.StringIO())
+    progress = command._progress
+
+    def interrupted(done: int, total: int) -> None:
+        progress(done, total)
+        if done == 25:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "_progress", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        command._prepare_store(40)
+    assert command.stdout._out.getvalue().endswith("Seeding sample accounts: 25/40\nSeeding interrupted: the next run writes the accounts still missing.\n")
+
+
+def test_demo_refuses_a_negative_number_of_accounts():
+    with pytest.raises(CommandError, match="--accounts -1"):
+        call_command(Command(), "--accounts", "-1", "--addrport", "127.0.0.1:1")

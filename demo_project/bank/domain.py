@@ -7,7 +7,9 @@ a closed account refuses every command.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
+from typing import Any
 
 from django_eventstore import Event, VersionConflictError, get_store
 from django_eventstore.aggregates import Aggregate, applies
@@ -15,6 +17,9 @@ from django_eventstore.core.facade import EventStore
 
 ACCOUNT_TYPE = "account"
 MAX_OWNER_LENGTH = 100
+#: An account id's number: at most 18 digits, which keeps ids far below the store's actor id limit.
+ACCOUNT_NUMBER = "[0-9]{1,18}"
+_ACCOUNT_ID = re.compile(rf"{ACCOUNT_TYPE}-{ACCOUNT_NUMBER}")
 OPENED, DEPOSITED, WITHDRAWN, CLOSED = "AccountOpened", "MoneyDeposited", "MoneyWithdrawn", "AccountClosed"
 
 
@@ -22,8 +27,28 @@ class BankError(Exception):
     """A command the account's rules refuse; the message is meant for the user."""
 
 
+class BadHistory(Exception):
+    """A stored event the bank cannot apply (written by other means than the bank, e.g. the REST API)."""
+
+
 def account_id(number: int) -> str:
     return f"{ACCOUNT_TYPE}-{number}"
+
+
+def is_account_id(actor_id: str) -> bool:
+    """Whether an actor id is a bank account's (``account-<number>``), which the pages can link to."""
+    return _ACCOUNT_ID.fullmatch(actor_id) is not None
+
+
+def _field(event: Event, name: str, check: Any) -> Any:
+    value = event.data.get(name) if isinstance(event.data, dict) else None
+    if not check(value):
+        raise BadHistory(f"event {event.version} ({event.event_type}) has no valid {name!r}: {event.data!r}")
+    return value
+
+
+def _amount(event: Event) -> int:
+    return _field(event, "amount", lambda v: type(v) is int and v > 0)
 
 
 class Account(Aggregate):
@@ -34,6 +59,17 @@ class Account(Aggregate):
         self.owner = ""
         self.balance = 0
         self.status = "new"  # "new", "open" or "closed"
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore a snapshot's state, refusing one that is not an account's (BadHistory)."""
+        if not (
+            isinstance(state, dict)
+            and isinstance(state.get("owner"), str)
+            and type(state.get("balance")) is int
+            and state.get("status") in ("new", "open", "closed")
+        ):
+            raise BadHistory(f"its snapshot is not an account's state: {state!r}")
+        super().set_state(state)
 
     # --- commands ---
 
@@ -73,16 +109,16 @@ class Account(Aggregate):
 
     @applies(OPENED)
     def _opened(self, event: Event) -> None:
-        self.owner = event.data["owner"]
+        self.owner = _field(event, "owner", lambda v: isinstance(v, str))
         self.status = "open"
 
     @applies(DEPOSITED)
     def _deposited(self, event: Event) -> None:
-        self.balance += event.data["amount"]
+        self.balance += _amount(event)
 
     @applies(WITHDRAWN)
     def _withdrawn(self, event: Event) -> None:
-        self.balance -= event.data["amount"]
+        self.balance -= _amount(event)
 
     @applies(CLOSED)
     def _closed(self, event: Event) -> None:
@@ -118,9 +154,12 @@ def parse_amount(text: str) -> int:
     """``"12.5"`` -> ``1250`` cents; BankError when it is not a positive amount with at most 2 decimals."""
     try:
         value = Decimal(text.strip())
-    except InvalidOperation:
+        if not value.is_finite():  # NaN, sNaN, Infinity
+            raise ArithmeticError
+        cents = value * 100  # may overflow, e.g. 1e999999
+        whole = cents == cents.to_integral_value()
+    except ArithmeticError:  # decimal's InvalidOperation, Overflow, ...
         raise BankError(f"{text!r} is not an amount") from None
-    cents = value * 100
-    if not value.is_finite() or cents != cents.to_integral_value() or cents <= 0 or cents > 10**12:
+    if not whole or cents <= 0 or cents > 10**12:
         raise BankError("the amount must be positive, with at most 2 decimals")
     return int(cents)

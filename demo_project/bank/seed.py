@@ -1,10 +1,15 @@
-"""Sample data for the demo: accounts with some history, written with one atomic append each."""
+"""Sample data for the demo: accounts with some history, written with one atomic append each.
+
+Seeding is resumable: each account is written whole or not at all, at version 0, so a run that was
+interrupted (Ctrl-C) is finished by the next one, which writes only the accounts still missing.
+"""
 
 from __future__ import annotations
 
 import random
-from typing import Callable
+from typing import Callable, Iterator
 
+from django_eventstore import VersionConflictError
 from django_eventstore.core.facade import EventStore
 
 from .domain import Account, BankError, account_id, count_accounts
@@ -13,11 +18,8 @@ FIRST = ["Ada", "Alan", "Grace", "Edsger", "Barbara", "Donald", "Margaret", "Ken
 LAST = ["Lovelace", "Turing", "Hopper", "Dijkstra", "Liskov", "Knuth", "Hamilton", "Thompson", "Allen", "Ritchie", "Perlman", "Lamport"]
 
 
-def seed_accounts(count: int, store: EventStore | None = None, progress: Callable[[int, int], None] | None = None) -> int:
-    """Create ``account-1`` ... ``account-<count>`` with 1-30 events each (the same data every time); returns count.
-
-    Accounts with 10 events or more get a snapshot from the ``Account`` snapshot policy.
-    """
+def sample_accounts(count: int, store: EventStore | None = None) -> Iterator[Account]:
+    """``account-1`` ... ``account-<count>``, not saved yet, with 1-30 pending events each (the same every time)."""
     rng = random.Random(42)
     for number in range(1, count + 1):
         account = Account(account_id(number), store)
@@ -28,10 +30,7 @@ def seed_accounts(count: int, store: EventStore | None = None, progress: Callabl
             if account.balance:
                 account.withdraw(account.balance)
             account.close()
-        account.save()
-        if progress is not None:
-            progress(number, count)
-    return count
+        yield account
 
 
 def _random_move(account: Account, rng: random.Random) -> None:
@@ -42,8 +41,23 @@ def _random_move(account: Account, rng: random.Random) -> None:
         account.deposit(amount)
 
 
-def seed_if_empty(count: int, store: EventStore | None = None, progress: Callable[[int, int], None] | None = None) -> int:
-    """Seed only when the store has no account yet; returns how many accounts were created (0 when reused)."""
-    if count_accounts(store):
+def seed_missing(count: int, store: EventStore | None = None, progress: Callable[[int, int], None] | None = None) -> int:
+    """Write the sample accounts 1 ... ``count`` that do not exist yet; returns how many were written.
+
+    Nothing is read or written when the store already has ``count`` accounts or more (the usual
+    restart). Otherwise every sample account is saved at version 0: one that exists already (from an
+    interrupted run, or opened by a user) makes that save a version conflict and is left as it is.
+    Accounts with 10 events or more get a snapshot from the ``Account`` snapshot policy.
+    """
+    if count <= 0 or count_accounts(store) >= count:
         return 0
-    return seed_accounts(count, store, progress)
+    created = 0
+    for number, account in enumerate(sample_accounts(count, store), 1):
+        try:
+            account.save()
+            created += 1
+        except VersionConflictError:
+            pass  # already there
+        if progress is not None:
+            progress(number, count)
+    return created

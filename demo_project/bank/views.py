@@ -9,11 +9,14 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from django_eventstore import VersionConflictError, get_store
+from django_eventstore import InvalidActorId, VersionConflictError, get_store
+from django_eventstore.aggregates import UnhandledEvent
 
-from .domain import ACCOUNT_TYPE, MAX_OWNER_LENGTH, Account, BankError, format_cents, open_account, parse_amount
+from .domain import ACCOUNT_TYPE, MAX_OWNER_LENGTH, Account, BadHistory, BankError, format_cents, open_account, parse_amount
 
 PAGE_SIZE = 50
+#: An account's stored history has an event (or a snapshot) the bank cannot apply.
+UNREADABLE = (BadHistory, UnhandledEvent)
 
 
 @require_http_methods(["GET", "HEAD"])
@@ -35,10 +38,22 @@ def open_view(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def account_view(request: HttpRequest, account_id: str) -> HttpResponse:
+    try:
+        return _account_page(request, account_id)
+    except InvalidActorId:  # the url pattern keeps ids short; this is the store's own check
+        raise Http404(f"{account_id} is not an account") from None
+
+
+def _account_page(request: HttpRequest, account_id: str) -> HttpResponse:
     if request.method == "POST":
         _run_command(request, account_id)
         return redirect("bank:account", account_id=account_id)
-    account = Account.load(account_id)
+    try:
+        account = Account.load(account_id)
+    except UNREADABLE as e:
+        history = get_store().get_events(account_id)
+        context = {"account_id": account_id, "reason": str(e), "history": reversed(history)}
+        return render(request, "bank/unreadable.html", context, status=409)
     if not account.version:
         raise Http404(f"{account_id} does not exist")
     history = get_store().get_events(account_id)
@@ -58,6 +73,8 @@ def _run_command(request: HttpRequest, account_id: str) -> None:
         messages.error(request, str(e))
     except VersionConflictError:
         messages.error(request, "The account is busy (changed by someone else meanwhile); please try again.")
+    except UNREADABLE as e:
+        messages.error(request, f"Nothing done: this account's history cannot be read ({e}).")
     else:
         messages.success(request, f"{action.capitalize()} done. Balance {format_cents(account.balance)}.")
 

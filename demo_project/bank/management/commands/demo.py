@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import socket
+import time
+import urllib.parse
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -13,20 +15,26 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django_eventstore import EventStoreError, get_store
 from django_eventstore.conf import embedded_dir, get_config
 from django_eventstore.embedded import running_server, stop_embedded_server
+from django_eventstore.store import reset_store
 
-from ...seed import seed_if_empty
+from ...seed import seed_missing
 
 ADMIN_USER = ADMIN_PASSWORD = "admin"
 
 
 class Command(BaseCommand):
-    help = "Run the demo: migrate SQLite, create an admin/admin user if none, start NATS, seed sample accounts once, serve."
+    _seeding = False  # whether the seeding progress line is being written
+    help = "Run the demo: migrate SQLite, create an admin/admin user if none, start NATS, seed the sample accounts still missing, serve."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--addrport", default="127.0.0.1:8000", help="where to serve (default 127.0.0.1:8000)")
-        parser.add_argument("--accounts", type=int, default=300, help="how many accounts to seed on the first run (default 300)")
+        parser.add_argument(
+            "--accounts", type=int, default=300, help="how many sample accounts to seed when the store has fewer (default 300; 0: none)"
+        )
 
     def handle(self, *args: Any, addrport: str, accounts: int, **options: Any) -> None:
+        if accounts < 0:
+            raise CommandError(f"--accounts {accounts}: give a number of accounts, 0 or more")
         host, port = _host_port(addrport)
         _check_free(host, port)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -41,7 +49,11 @@ class Command(BaseCommand):
             call_command("runserver", address, use_reloader=False)
         finally:
             if started_nats:
+                reset_store()  # close the connection first: no "unexpected EOF" error when the server goes
+                url = running_server(embedded_dir())
                 stop_embedded_server(embedded_dir())
+                if url:
+                    _wait_until_closed(url)
                 self.stdout.write("Stopped the embedded nats-server (its data stays for the next run).")
 
     def _admin_login(self) -> str:
@@ -61,15 +73,25 @@ class Command(BaseCommand):
             store.setup()
             server = store.server_summary()
             self.stdout.write(f"NATS JetStream at {server.url}")
-            created = seed_if_empty(accounts, progress=self._progress)
+            self._seeding = False
+            created = seed_missing(accounts, progress=self._progress)
+        except KeyboardInterrupt:
+            if self._seeding:
+                self.stdout.write("\nSeeding interrupted: the next run writes the accounts still missing.")
+            raise
         except (EventStoreError, OSError, RuntimeError) as e:  # OSError, RuntimeError: the embedded nats-server did not start
             raise CommandError(f"the event store is not usable: {e}") from e
-        if created:
-            self.stdout.write("")
-        else:
+        if self._seeding:
+            self.stdout.write("")  # end the progress line
+        if not accounts:
+            self.stdout.write("No sample accounts asked for (--accounts 0): not seeding.")
+        elif not created:
             self.stdout.write("Sample data already there: reusing it.")
+        elif created < accounts:
+            self.stdout.write(f"Finished the sample data: wrote the {created} accounts still missing (the others were there already).")
 
     def _progress(self, done: int, total: int) -> None:
+        self._seeding = True
         if done == total or done % 25 == 0:
             self.stdout.write(f"\rSeeding sample accounts: {done}/{total}", ending="")
             self.stdout.flush()
@@ -102,3 +124,16 @@ def _check_free(host: str, port: int) -> None:
             sock.bind((host, port))
         except OSError as e:
             raise CommandError(f"cannot serve on {host}:{port} ({e.strerror}); choose another with --addrport") from None
+
+
+def _wait_until_closed(url: str, timeout: float = 10.0) -> None:
+    """Wait (bounded) until the stopped nats-server no longer listens, so the demo exits after it."""
+    address = urllib.parse.urlsplit(url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((address.hostname, address.port), timeout=0.5):
+                pass
+        except OSError:
+            return
+        time.sleep(0.05)
