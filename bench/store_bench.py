@@ -84,6 +84,12 @@ class Raw:
         return count
 
 
+async def awaited_on_store_loop(store: JetStreamEventStore, n: int) -> None:
+    """The async twin awaited by code already on the store's loop: the request path without the thread hand-off."""
+    for _ in range(n):
+        await store.aget_latest_version("one-1")
+
+
 def timed(fn, *args) -> float:
     start = time.perf_counter()
     fn(*args)
@@ -125,6 +131,7 @@ def main() -> None:
             add("raw direct get (us/op)", timed(raw.run, raw.direct_gets(one_subject, n)) / n * 1e6)
             add("get_latest_version, 1 event (us/op)", timed(lambda: [store.get_latest_version("one-1") for _ in range(n)]) / n * 1e6)
             add("get_latest_version, 10,000 events (us/op)", timed(lambda: [store.get_latest_version("long-1") for _ in range(n)]) / n * 1e6)
+            add("aget_latest_version on the store's loop (us/op)", timed(store.portal.call, awaited_on_store_loop(store, n)) / n * 1e6)
             add("DeliverLast consumer + fetch(1) (us/op)", timed(raw.run, raw.deliver_last(long_subject, 50)) / 50 * 1e6)
             # batches
             m = 100 * 20
