@@ -146,7 +146,7 @@ class Engine:
             if state is None or (version != state.version + 1 and not fresh):
                 state, fresh = await self._read_state(actor_id, subject), True
             if version != state.version + 1:
-                return await self._settle_retry(actor_id, [event], state)
+                return (await self._settle_retry(actor_id, [event], state))[0]
             try:
                 ack = await self.backend.publish(EVENTS, subject, headers, body, state.last_seq)
             except WrongLastSequence:
@@ -158,26 +158,25 @@ class Engine:
             return replace(event, position=ack.seq)
         raise VersionConflictError(actor_id, version, (await self._read_state(actor_id, subject)).version)
 
-    async def _settle_retry(self, actor_id: str, events: list[Event], state: _State) -> Event:
-        """The versions do not follow the stored one: our own earlier write, or a real conflict."""
+    async def _settle_retry(self, actor_id: str, events: list[Event], state: _State) -> list[Event]:
+        """The versions do not follow the stored one: our own earlier write of these events, or a real conflict."""
         last = events[-1]
         if state.version == last.version and state.event_id == last.id:
-            stored = await self._stored_tail(actor_id, events, state)
+            stored = await self._stored(actor_id, events, state)
             if stored is not None:
-                return stored  # type: ignore[return-value]
+                return stored
         raise VersionConflictError(actor_id, events[0].version, state.version)  # type: ignore[arg-type]
 
-    async def _stored_tail(self, actor_id: str, events: list[Event], state: _State) -> Event | list[Event] | None:
-        subject = self.subjects.event_subject(actor_id)
+    async def _stored(self, actor_id: str, events: list[Event], state: _State) -> list[Event] | None:
+        """The stored copies of events that end at the actor's latest event, None if the ids differ."""
         if len(events) == 1:
             msg = await self.backend.msg_at(EVENTS, state.event_seq)
-            return self._decode(actor_id, msg) if msg is not None else None
+            return [self._decode(actor_id, msg)] if msg is not None else None
+        subject = self.subjects.event_subject(actor_id)
         first: int = events[0].version  # type: ignore[assignment]
         start = await self._seek(actor_id, subject, first, state.last_seq)
         stored = (await self._read_subject(actor_id, subject, start, first - 1, len(events))).events
-        if [e.id for e in stored] != [e.id for e in events]:
-            return None
-        return stored
+        return stored if [e.id for e in stored] == [e.id for e in events] else None
 
     async def _settle_duplicate(self, actor_id: str, event: Event, seq: int) -> Event:
         msg = await self.backend.msg_at(EVENTS, seq)
@@ -208,7 +207,7 @@ class Engine:
             if state is None or (state.version != expected_version and not fresh):
                 state, fresh = await self._read_state(actor_id, subject), True
             if state.version != expected_version:
-                return await self._settle_batch_retry(actor_id, prepared, state)
+                return await self._settle_retry(actor_id, prepared, state)
             try:
                 last_seq = await self.backend.publish_batch(subject, encoded, state.last_seq)
             except WrongLastSequence:
@@ -224,13 +223,6 @@ class Engine:
             first_seq = last_seq - len(prepared) + 1
             return [replace(e, position=first_seq + i) for i, e in enumerate(prepared)]
         raise VersionConflictError(actor_id, expected_version + 1, (await self._read_state(actor_id, subject)).version)
-
-    async def _settle_batch_retry(self, actor_id: str, events: list[Event], state: _State) -> list[Event]:
-        if state.version == events[-1].version and state.event_id == events[-1].id:
-            stored = await self._stored_tail(actor_id, events, state)
-            if stored is not None:
-                return stored  # type: ignore[return-value]
-        raise VersionConflictError(actor_id, events[0].version, state.version)  # type: ignore[arg-type]
 
     def _prepare_batch(self, actor_id: str, events: list[Event], expected_version: int) -> list[Event]:
         if len(events) > MAX_APPEND:
