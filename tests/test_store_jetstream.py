@@ -306,3 +306,8 @@ def test_closing_the_store_fails_a_running_call_instead_of_hanging(js_store, way
     assert not thread.is_alive(), "the call still waits after close()"
     assert len(outcome) == 1 and isinstance(outcome[0], EventStoreUnavailable)
     assert js_store.get_latest_version("order-1") == 0  # and the store works again
+
+
+def test_a_dry_run_first_still_lets_auto_setup_create_the_streams(js_store):
+    assert [c.action for c in js_store.setup(dry_run=True)] == ["created", "created"]
+    assert js_store.save_event(ev("order-1", 1)).version == 1

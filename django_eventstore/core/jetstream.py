@@ -240,13 +240,15 @@ class JetStreamBackend:
         self.connect_options = dict(connect_options or {})
         self._conn: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
+        self._set_up = False  # streams created or checked on this connection
         self.max_payload = 1024 * 1024
 
     # ----- connection -----
 
-    async def _connection(self) -> _Connection:
+    async def _connection(self, auto_setup: bool = True) -> _Connection:
+        """The open connection, connecting (and, with AUTO_SETUP, setting up the streams once) if needed."""
         conn = self._conn
-        if conn is not None and not conn.nc.is_closed:
+        if conn is not None and not conn.nc.is_closed and (self._set_up or not (auto_setup and self.auto_setup)):
             return conn
         if self._connecting is None:
             self._connecting = asyncio.Lock()
@@ -254,8 +256,9 @@ class JetStreamBackend:
             if self._conn is None or self._conn.nc.is_closed:
                 # a task of its own: connect's timeout needs a current task, the portal's eager driver has none
                 self._conn = await asyncio.ensure_future(self._connect())
-                if self.auto_setup:
-                    await self._setup(self._conn, dry_run=False)
+                self._set_up = False
+            if auto_setup and self.auto_setup and not self._set_up:
+                await self._setup(self._conn, dry_run=False)
             return self._conn
 
     async def _connect(self) -> _Connection:
@@ -459,13 +462,7 @@ class JetStreamBackend:
         return (version.major, version.minor) >= (2, 12)
 
     async def setup(self, dry_run: bool = False) -> list[StreamChange]:
-        conn = await self._connection() if not self.auto_setup or self._conn else await self._bare_connection()
-        return await self._setup(conn, dry_run)
-
-    async def _bare_connection(self) -> _Connection:
-        if self._conn is None or self._conn.nc.is_closed:
-            self._conn = await asyncio.ensure_future(self._connect())
-        return self._conn
+        return await self._setup(await self._connection(auto_setup=False), dry_run)
 
     async def _setup(self, conn: _Connection, dry_run: bool) -> list[StreamChange]:
         changes = []
@@ -488,6 +485,8 @@ class JetStreamBackend:
             if not dry_run:
                 self._check_api(await conn.api(f"STREAM.UPDATE.{name}", {**current, **config}), f"update stream {name}")
             changes.append(StreamChange(name, "updated", diff))
+        if not dry_run:
+            self._set_up = True
         return changes
 
     @staticmethod
