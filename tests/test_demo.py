@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,7 +23,7 @@ from demo_project.bank.management.commands.demo import Command
 from demo_project.bank.seed import seed_missing
 from django_eventstore import get_store
 from django_eventstore.embedded import running_server, stop_embedded_server
-from django_eventstore.testing import free_port
+from django_eventstore.testing import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCOUNTS = 30
@@ -54,18 +53,11 @@ class Demo:
         return self.log_path.read_text()
 
     def wait_until_serving(self, timeout: float = 120) -> None:
-        """Poll the port (bounded); fail with the demo's output if it exits or never listens."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                if self.process.poll() is not None:
-                    pytest.fail(f"manage.py demo exited with {self.process.returncode}:\n{self.output}")
-                if time.monotonic() > deadline:
-                    pytest.fail(f"manage.py demo did not listen on {self.port} within {timeout}s:\n{self.output}")
-                time.sleep(0.1)
+        """Wait (bounded) for the port; fail with the demo's output if it exits or never listens."""
+        try:
+            wait_for_port("127.0.0.1", self.port, timeout, self.process)
+        except (RuntimeError, TimeoutError) as e:
+            pytest.fail(f"manage.py demo did not serve: {e}\n{self.output}")
 
     def stop(self) -> int:
         """Stop it as a process manager would (SIGTERM, which the demo treats like Ctrl-C); its exit status."""
