@@ -86,7 +86,7 @@ class MemoryBackend:
         with self._lock:
             s = self.streams[stream]
             if "*" in subject_filter or ">" in subject_filter:
-                seqs = [q for q in sorted(s.msgs) if q >= start_seq and subject_matches(subject_filter, s.msgs[q].subject)]
+                seqs = [q for q, m in s.msgs.items() if q >= start_seq and subject_matches(subject_filter, m.subject)]  # dict order is seq order
             else:
                 all_seqs = s.by_subject.get(subject_filter, [])
                 seqs = all_seqs[bisect.bisect_left(all_seqs, start_seq) :]
