@@ -311,3 +311,127 @@ def test_closing_the_store_fails_a_running_call_instead_of_hanging(js_store, way
 def test_a_dry_run_first_still_lets_auto_setup_create_the_streams(js_store):
     assert [c.action for c in js_store.setup(dry_run=True)] == ["created", "created"]
     assert js_store.save_event(ev("order-1", 1)).version == 1
+
+
+# ----- sync callers write their own requests (Portal.drive) -----
+
+
+def _run_threads(target, args_list):
+    """Run target(*args) in one thread each; re-raise the first failure."""
+    errors = []
+
+    def run(*args):
+        try:
+            target(*args)
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=args) for args in args_list]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "a caller thread is stuck"
+    if errors:
+        raise errors[0]
+
+
+def test_a_command_the_socket_takes_in_part_goes_out_whole_before_anything_else(js_store, monkeypatch):
+    """Big events from several sync threads through a small socket buffer: the loop sends each rest first."""
+    import socket
+
+    from django_eventstore.core import jetstream
+
+    js_store.get_latest_version("blob-0")
+    transport = js_store.backend._conn.nc._transport
+    transport._io_writer.transport._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    rests = []
+    write_rest = jetstream._SharedTcpTransport.write_rest
+    monkeypatch.setattr(jetstream._SharedTcpTransport, "write_rest", lambda self: (rests.append(1), write_rest(self)))
+    blob = "x" * 200_000
+
+    def writer(k):
+        for v in range(1, 6):
+            js_store.save_event(Event(actor_id=f"blob-{k}", event_type="Big", version=v, data={"blob": blob, "v": v}))
+            assert js_store.get_latest_version(f"blob-{k}") == v
+
+    _run_threads(writer, [(k,) for k in range(4)])
+    assert rests, "no write was split: the test did not exercise the rest path"
+    for k in range(4):
+        events = js_store.get_events(f"blob-{k}")
+        assert [e.data["v"] for e in events] == [1, 2, 3, 4, 5]
+        assert all(e.data["blob"] == blob for e in events)
+
+
+def test_sync_threads_and_async_twins_share_the_connection(js_store):
+    def sync_writer(k):
+        for v in range(1, 31):
+            js_store.save_event(ev(f"sync-{k}", v))
+            assert js_store.get_latest_version(f"sync-{k}") == v
+
+    def async_writers():
+        async def one(k):
+            for v in range(1, 31):
+                await js_store.asave_event(ev(f"async-{k}", v))
+                assert await js_store.aget_latest_version(f"async-{k}") == v
+
+        async def all_of_them():
+            await asyncio.gather(*(one(k) for k in range(4)))
+
+        asyncio.run(all_of_them())
+
+    _run_threads(lambda k: async_writers() if k is None else sync_writer(k), [(k,) for k in range(6)] + [(None,)])
+    for name in [f"sync-{k}" for k in range(6)] + [f"async-{k}" for k in range(4)]:
+        assert [e.version for e in js_store.get_events(name)] == list(range(1, 31))
+
+
+def test_closing_the_store_fails_a_sync_caller_waiting_for_its_reply(nats_url, stream_name, subject_prefix):
+    store = JetStreamEventStore(nats_url, stream=stream_name, subject_prefix=subject_prefix, timeout=30.0)
+    try:
+
+        async def ignore(msg):
+            pass
+
+        async def silent_listener():  # takes the request and never answers
+            conn = await store.backend._connection()
+            await conn.nc.subscribe("silent.request", cb=ignore)
+            await conn.nc.flush()
+
+        store.portal.call(silent_listener())
+        asked = threading.Event()
+
+        async def ask():
+            conn = await store.backend._connection()
+            asked.set()
+            return await conn.request("silent.request")
+
+        outcome = []
+
+        def caller():
+            started = time.monotonic()
+            try:
+                store.portal.drive(ask())
+            except BaseException as e:  # noqa: BLE001 - recorded for the assertion
+                outcome.append((e, time.monotonic() - started))
+
+        thread = threading.Thread(target=caller)
+        thread.start()
+        assert asked.wait(10)
+        store.close()
+        thread.join(10)
+        assert not thread.is_alive(), "the sync caller still waits after close()"
+        (error, waited), = outcome
+        assert isinstance(error, EventStoreUnavailable)
+        assert waited < 10  # failed by close(), not by the 30 s timeout
+        assert store.get_latest_version("order-1") == 0  # and the store works again
+    finally:
+        store.close()
+
+
+def test_a_driven_coroutine_that_awaits_the_loop_without_on_loop_is_refused(js_store):
+    async def wrong():
+        await asyncio.sleep(0)
+
+    with pytest.raises(RuntimeError, match="on_loop"):
+        js_store.portal.drive(wrong())
+    assert js_store.get_latest_version("order-1") == 0

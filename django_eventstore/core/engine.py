@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -74,27 +75,31 @@ class Engine:
         self.backend = backend
         self.subjects = subjects
         self._cache: OrderedDict[str, _State] = OrderedDict()
+        self._cache_lock = threading.Lock()  # sync callers run the engine in their own threads, next to the loop
         self._cache_size = cache_size
         self._last_listing: tuple[float, list[str]] | None = None
 
     # ----- the version cache (a hint: the server has the last word) -----
 
     def _cached(self, actor_id: str) -> _State | None:
-        state = self._cache.get(actor_id)
-        if state is not None:
-            self._cache.move_to_end(actor_id)
-        return state
+        with self._cache_lock:
+            state = self._cache.get(actor_id)
+            if state is not None:
+                self._cache.move_to_end(actor_id)
+            return state
 
     def _remember(self, actor_id: str, state: _State) -> None:
         if self._cache_size <= 0:
             return
-        self._cache[actor_id] = state
-        self._cache.move_to_end(actor_id)
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[actor_id] = state
+            self._cache.move_to_end(actor_id)
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
 
     def forget_cache(self) -> None:
-        self._cache.clear()
+        """Start an empty cache (in a forked child too, where another thread may have held the lock)."""
+        self._cache, self._cache_lock = OrderedDict(), threading.Lock()
 
     # ----- reading an actor's state -----
 

@@ -14,6 +14,8 @@ import itertools
 import json
 import math
 import logging
+import socket
+import threading
 import uuid
 from typing import Any, Callable, Coroutine, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -22,12 +24,13 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.transport import TcpTransport
 
 from .backend import DuplicateBatch, PubAck, RawMsg, ServerSummary, StreamChange, StreamSummary, WrongLastSequence
 from .engine import EVENTS, SNAPSHOTS, Engine
 from .errors import EventStoreError, EventStoreUnavailable, EventTooLarge
 from .facade import EventStore
-from .portal import Portal
+from .portal import Blocking, Portal, closed_while_running, in_caller_thread, on_loop
 from .subjects import Subjects
 
 log = logging.getLogger("django_eventstore")
@@ -41,13 +44,74 @@ ERR_MAX_PAYLOAD = 10054
 _STATUS = "Status"
 
 
+class _SharedTcpTransport(TcpTransport):
+    """nats-py's TCP transport, writable from sync callers' threads too: every write holds one lock.
+
+    A caller's thread writes only when nothing is buffered, over plain TCP
+    (TLS goes through the loop). If the socket takes part of the command, the
+    loop writes the rest before anything else.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+        self._rest = b""
+
+    def _write_rest(self) -> None:
+        if self._rest:
+            rest, self._rest = self._rest, b""
+            super().write(rest)
+
+    def write_rest(self) -> None:
+        with self.lock:
+            self._write_rest()
+
+    def write(self, payload: bytes) -> None:
+        with self.lock:
+            self._write_rest()
+            super().write(payload)
+
+    def writelines(self, payload: list[bytes]) -> None:
+        with self.lock:
+            self._write_rest()
+            super().writelines(payload)
+
+    def write_from_thread(self, data: bytes, loop: asyncio.AbstractEventLoop) -> bool:
+        """Write data from a thread other than the loop's; False (nothing written) when only the loop can."""
+        with self.lock:
+            transport = self._io_writer.transport if self._io_writer is not None else None
+            sock = getattr(transport, "_sock", None)  # asyncio's plain TCP transport; TLS ones have none
+            if not isinstance(sock, socket.socket) or transport.is_closing() or transport.get_write_buffer_size() or self._rest:  # type: ignore[union-attr]
+                return False
+            try:
+                sent = sock.send(data)
+            except OSError:  # would block, or the connection broke: the loop's path deals with it
+                return False
+            if sent < len(data):
+                self._rest = data[sent:]
+                try:
+                    loop.call_soon_threadsafe(self.write_rest)
+                except RuntimeError:  # the loop is gone, and the connection with it
+                    raise closed_while_running() from None
+            return True
+
+
 class _Client(NATS):
-    """nats-py's client with a faster header parser giving the same result.
+    """nats-py's client with a faster header parser giving the same result, over a transport sync callers can write to.
 
     nats-py 2.16 tests every header name character by character in a generator,
     which took 60% of the time of replaying an actor. nats-py is pinned (<2.17)
-    because this overrides a private method; tests cover every read path.
+    because this overrides private members; tests cover every read path.
     """
+
+    @property  # type: ignore[override]
+    def _transport(self) -> Any:
+        return self.__dict__["_shared_transport"]
+
+    @_transport.setter
+    def _transport(self, transport: Any) -> None:
+        # nats-py makes a fresh TcpTransport for nats:// and tls:// servers: ours replaces it
+        self.__dict__["_shared_transport"] = _SharedTcpTransport() if type(transport) is TcpTransport else transport
 
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:
@@ -66,9 +130,9 @@ class _Batch:
 
     __slots__ = ("msgs", "future")
 
-    def __init__(self, future: asyncio.Future[Any]):
+    def __init__(self) -> None:
         self.msgs: list[Msg] = []
-        self.future = future
+        self.future: asyncio.Future[Any] | Blocking | None = None
 
 
 class _ReplyQueue(asyncio.Queue):  # type: ignore[type-arg]
@@ -88,11 +152,12 @@ class _ReplyQueue(asyncio.Queue):  # type: ignore[type-arg]
 class _Connection:
     """One nats-py connection and the inbox multiplexer over it.
 
-    Two shortcuts through nats-py 2.16 internals (pinned, and exercised by
-    every store test) take two of the five loop turns out of a request:
-    replies are dispatched while they are parsed, and a request is written
-    to the socket at once when nothing is queued ahead of it, instead of on
-    the flusher task's next turn.
+    Shortcuts through nats-py 2.16 internals (pinned, and exercised by every
+    store test): replies are dispatched while they are parsed; a request is
+    written to the socket at once when nothing is queued ahead of it, instead
+    of on the flusher task's next turn; and a sync caller's thread writes its
+    request itself and blocks until the loop hands it the reply (one thread
+    wake-up instead of three).
     """
 
     def __init__(self, nc: NATS, timeout: float, servers: str):
@@ -100,7 +165,7 @@ class _Connection:
         self.servers = servers  # for messages: comma-separated, credentials removed
         self.timeout = timeout
         self.prefix = nc.new_inbox() + "."
-        self.pending: dict[str, asyncio.Future[Any] | _Batch] = {}
+        self.pending: dict[str, asyncio.Future[Any] | Blocking | _Batch] = {}
         self.tokens = itertools.count()
         self.loop = asyncio.get_running_loop()
 
@@ -117,27 +182,42 @@ class _Connection:
             status = msg.headers.get(_STATUS) if msg.headers else None
             if status is None:
                 waiter.msgs.append(msg)
-            elif not waiter.future.done():
+            elif waiter.future is not None and not waiter.future.done():
                 waiter.future.set_result(msg)
         elif not waiter.done():
             waiter.set_result(msg)
 
-    async def send(self, subject: str, payload: bytes, reply: str = "", headers: dict[str, str] | None = None) -> None:
-        """Publish; straight onto the socket when connected over TCP with nothing queued, else through nats-py."""
+    def _command(self, subject: str, payload: bytes, reply: str, headers: dict[str, str] | None) -> bytes:
+        """The protocol line(s) of a publish, as nats-py writes them."""
+        if len(payload) > self.nc.max_payload:
+            raise nats.errors.MaxPayloadError
+        if headers:
+            hdr = "".join([f"{k}: {v}\r\n" for k, v in headers.items()]).encode()
+            hdr = b"NATS/1.0\r\n" + hdr + b"\r\n"
+            return f"HPUB {subject} {reply} {len(hdr)} {len(hdr) + len(payload)}\r\n".encode() + hdr + payload + b"\r\n"
+        return f"PUB {subject} {reply} {len(payload)}\r\n".encode() + payload + b"\r\n"
+
+    def _shared_transport(self) -> _SharedTcpTransport | None:
+        """The transport when a command may go straight onto it: connected over TCP, nothing queued in nats-py."""
         nc = self.nc
         transport = nc._transport
-        if nc.is_connected and not nc._pending and transport is not None and type(transport).__name__ == "TcpTransport":
-            if len(payload) > nc.max_payload:
-                raise nats.errors.MaxPayloadError
-            if headers:
-                hdr = "".join([f"{k}: {v}\r\n" for k, v in headers.items()]).encode()
-                hdr = b"NATS/1.0\r\n" + hdr + b"\r\n"
-                cmd = f"HPUB {subject} {reply} {len(hdr)} {len(hdr) + len(payload)}\r\n".encode() + hdr + payload + b"\r\n"
-            else:
-                cmd = f"PUB {subject} {reply} {len(payload)}\r\n".encode() + payload + b"\r\n"
-            transport.write(cmd)
+        return transport if nc.is_connected and not nc._pending and isinstance(transport, _SharedTcpTransport) else None
+
+    def _write_from_thread(self, subject: str, payload: bytes, reply: str, headers: dict[str, str] | None) -> bool:
+        transport = self._shared_transport()
+        return transport is not None and transport.write_from_thread(self._command(subject, payload, reply, headers), self.loop)
+
+    async def send(self, subject: str, payload: bytes, reply: str = "", headers: dict[str, str] | None = None) -> None:
+        """Publish, straight onto the socket when nothing is queued (from a sync caller's thread too), else through nats-py."""
+        if in_caller_thread():
+            if self._write_from_thread(subject, payload, reply, headers):
+                return
+            await on_loop()
+        transport = self._shared_transport()
+        if transport is not None:
+            transport.write(self._command(subject, payload, reply, headers))
             return
-        await nc.publish(subject, payload, reply=reply, headers=headers)
+        await self.nc.publish(subject, payload, reply=reply, headers=headers)
 
     @property
     def url(self) -> str:
@@ -148,13 +228,15 @@ class _Connection:
         if not future.done():
             future.set_exception(asyncio.TimeoutError())
 
-    async def _roundtrip(self, subject: str, payload: bytes, headers: dict[str, str] | None, waiter: Any, future: asyncio.Future[Any]) -> Msg:
+    async def _roundtrip(self, subject: str, payload: bytes, headers: dict[str, str] | None, batch: _Batch | None = None) -> Msg:
         token = str(next(self.tokens))
-        self.pending[token] = waiter
-        timer = self.loop.call_later(self.timeout, self._timed_out, future)
         try:
-            await self.send(subject, payload, self.prefix + token, headers)
-            return await future
+            if in_caller_thread():
+                msg = await self._roundtrip_from_thread(token, subject, payload, headers, batch)
+                if msg is not None:
+                    return msg
+                await on_loop()
+            return await self._roundtrip_on_loop(token, subject, payload, headers, batch)
         except asyncio.TimeoutError:
             raise EventStoreUnavailable(
                 f"NATS did not answer within {self.timeout}s ({subject}); servers tried: {self.servers}"
@@ -163,21 +245,52 @@ class _Connection:
             raise EventTooLarge(len(payload), self.nc.max_payload) from None
         except nats.errors.Error as e:
             raise EventStoreUnavailable(f"NATS error ({e}); servers tried: {self.servers}") from None
+
+    def _register(self, token: str, future: asyncio.Future[Any] | Blocking, batch: _Batch | None) -> None:
+        if batch is None:
+            self.pending[token] = future
+        else:
+            batch.future = future
+            self.pending[token] = batch
+
+    async def _roundtrip_from_thread(self, token: str, subject: str, payload: bytes, headers: dict[str, str] | None, batch: _Batch | None) -> Msg | None:
+        """The round trip written and awaited by a sync caller's thread; None when it could not write."""
+        reply = Blocking(self.timeout)
+        self._register(token, reply, batch)
+        try:
+            if not self._write_from_thread(subject, payload, self.prefix + token, headers):
+                return None
+            return await reply  # type: ignore[no-any-return]
+        finally:
+            del self.pending[token]
+
+    async def _roundtrip_on_loop(self, token: str, subject: str, payload: bytes, headers: dict[str, str] | None, batch: _Batch | None) -> Msg:
+        future = self.loop.create_future()
+        self._register(token, future, batch)
+        timer = self.loop.call_later(self.timeout, self._timed_out, future)
+        try:
+            await self.send(subject, payload, self.prefix + token, headers)
+            return await future  # type: ignore[no-any-return]
         finally:
             timer.cancel()
             del self.pending[token]
 
+    def fail_waiting_threads(self) -> None:
+        """Fail the sync callers still waiting for a reply: the connection is closing."""
+        for waiter in list(self.pending.values()):
+            future = waiter.future if isinstance(waiter, _Batch) else waiter
+            if isinstance(future, Blocking):
+                future.set_exception(closed_while_running())
+
     async def request(self, subject: str, payload: bytes = b"", headers: dict[str, str] | None = None) -> Msg:
-        future = self.loop.create_future()
-        msg = await self._roundtrip(subject, payload, headers, future, future)
+        msg = await self._roundtrip(subject, payload, headers)
         if msg.headers and msg.headers.get(_STATUS) == "503":
             raise EventStoreError(f"nothing answers on {subject}: is JetStream enabled and the stream set up (manage.py eventstore_setup)?")
         return msg
 
     async def request_batch(self, subject: str, payload: bytes) -> tuple[list[Msg], Msg]:
-        future = self.loop.create_future()
-        batch = _Batch(future)
-        end = await self._roundtrip(subject, payload, None, batch, future)
+        batch = _Batch()
+        end = await self._roundtrip(subject, payload, None, batch)
         return batch.msgs, end
 
     async def api(self, subject: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -250,6 +363,7 @@ class JetStreamBackend:
         conn = self._conn
         if conn is not None and not conn.nc.is_closed and (self._set_up or not (auto_setup and self.auto_setup)):
             return conn
+        await on_loop()
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:
@@ -316,6 +430,7 @@ class JetStreamBackend:
         self._connecting = None
 
     async def close(self) -> None:
+        await on_loop()
         conn, self._conn = self._conn, None
         self._connecting = None
         if conn is None or conn.nc.is_closed:
@@ -327,6 +442,8 @@ class JetStreamBackend:
                 await conn.nc.close()
         except Exception as e:  # noqa: BLE001 - closing a broken connection is best effort (nats-py can raise TypeError here)
             log.debug("closing the NATS connection: %r", e)
+        finally:
+            conn.fail_waiting_threads()
 
     # ----- reads -----
 
@@ -559,7 +676,7 @@ class JetStreamEventStore(EventStore):
         self.engine.forget_cache()
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.portal.call(coro)
+        return self.portal.drive(coro)
 
     async def _acall(self, coro: Coroutine[Any, Any, T]) -> T:
         return await self.portal.acall(coro)

@@ -4,6 +4,13 @@ nats-py is asyncio and its connection belongs to one loop, so the store keeps
 that loop in a daemon thread. Sync callers hand a coroutine over with
 ``call_soon_threadsafe`` and wait on a lock; coroutines from any other loop
 await it through a wrapped future. A forked child starts its own loop.
+
+A hand-over costs two thread wake-ups on top of the request's own, so the
+store's sync methods go further: ``Portal.drive`` runs the coroutine in the
+caller's thread, which writes its requests itself and blocks on a
+``Blocking`` until the loop, reading the socket, hands it the reply. Code
+driven that way moves to the loop (``await on_loop()``) before anything
+else needs it, e.g. connecting.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import os
 import sys
 import threading
 import weakref
-from typing import Any, Callable, Coroutine, TypeVar
+from typing import Any, Callable, Coroutine, Generator, TypeVar
 
 from .errors import EventStoreError, EventStoreUnavailable
 
@@ -22,8 +29,74 @@ T = TypeVar("T")
 _portals: "weakref.WeakSet[Portal]" = weakref.WeakSet()
 
 
-def _closed() -> EventStoreUnavailable:
+_local = threading.local()
+
+
+def closed_while_running() -> EventStoreUnavailable:
+    """The error of a call the store's close() cut short."""
     return EventStoreUnavailable("the store was closed while the call was running")
+
+
+def in_caller_thread() -> bool:
+    """True while Portal.drive runs a coroutine in a sync caller's thread (not on the loop)."""
+    return getattr(_local, "driving", False)
+
+
+class _OnLoop:
+    def __await__(self) -> Generator[Any, None, None]:
+        if in_caller_thread():
+            yield self
+
+
+_ON_LOOP = _OnLoop()
+
+
+def on_loop() -> _OnLoop:
+    """Await it to go on running on the portal loop (a no-op there): for anything but Blocking waits."""
+    return _ON_LOOP
+
+
+class Blocking:
+    """A result the loop thread sets and a sync caller's thread blocks on, for at most timeout seconds.
+
+    Only a coroutine run by Portal.drive awaits it; the await raises TimeoutError when nothing came in time.
+    """
+
+    __slots__ = ("_timeout", "_lock", "_result", "_error", "_done")
+
+    def __init__(self, timeout: float):
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._result: Any = None
+        self._error: BaseException | None = None
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: Any) -> None:
+        if not self._done:
+            self._result, self._done = result, True
+            self._lock.release()
+
+    def set_exception(self, error: BaseException) -> None:
+        if not self._done:
+            self._error, self._done = error, True
+            self._lock.release()
+
+    def wait(self) -> None:
+        """Block this thread until the result is set or the timeout has passed."""
+        self._lock.acquire(timeout=self._timeout)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        if not self._done:
+            yield self
+        if not self._done:
+            raise TimeoutError
+        if self._error is not None:
+            raise self._error
+        return self._result
 
 
 class Portal:
@@ -75,7 +148,7 @@ class Portal:
         loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
         loop.close()
         for finish in list(self._waiting):  # calls stepped without a task (3.11) end here
-            finish(None, _closed())
+            finish(None, closed_while_running())
 
     def in_loop_thread(self) -> bool:
         try:
@@ -83,14 +156,45 @@ class Portal:
         except RuntimeError:
             return False
 
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run coro on the portal loop and wait for its result in this thread."""
+    def _loop_for_sync_caller(self, coro: Coroutine[Any, Any, Any]) -> asyncio.AbstractEventLoop:
         loop = self.loop
         if self.in_loop_thread():
             coro.close()
             raise EventStoreError(
                 "a sync store method was called from the store's own event loop; await its async twin (a-prefixed) instead"
             )
+        return loop
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run coro on the portal loop and wait for its result in this thread."""
+        return self._hand_over(self._loop_for_sync_caller(coro), coro)
+
+    def drive(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run coro in this thread, blocking on each Blocking it awaits; from its first on_loop() on, on the loop.
+
+        Only for coroutines written for it: until on_loop(), they await nothing but Blockings.
+        """
+        loop = self._loop_for_sync_caller(coro)
+        outer = in_caller_thread()
+        _local.driving = True
+        try:
+            yielded = coro.send(None)
+            while yielded is not _ON_LOOP:
+                if not isinstance(yielded, Blocking):
+                    raise RuntimeError(f"a coroutine driven in the caller's thread awaited {yielded!r}; await on_loop() first")
+                yielded.wait()
+                yielded = coro.send(None)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except BaseException:
+            coro.close()
+            raise
+        finally:
+            _local.driving = outer
+        return self._hand_over(loop, coro)
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+        """Run (or resume) coro on the loop and wait in this thread for it to finish."""
         waiter = threading.Lock()
         waiter.acquire()
         box: list[Any] = []
@@ -108,12 +212,12 @@ class Portal:
         except RuntimeError:  # the loop closed meanwhile
             self._waiting.discard(finish)
             coro.close()
-            raise _closed() from None
+            raise closed_while_running() from None
         waiter.acquire()
         error = box[1]
         if error is not None:
             if isinstance(error, asyncio.CancelledError):
-                raise _closed() from None
+                raise closed_while_running() from None
             raise error
         return box[0]
 
@@ -126,13 +230,13 @@ class Portal:
             future = asyncio.run_coroutine_threadsafe(coro, loop)
         except RuntimeError:
             coro.close()
-            raise _closed() from None
+            raise closed_while_running() from None
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if future.cancelled() and not (task is not None and task.cancelling()):
-                raise _closed() from None
+                raise closed_while_running() from None
             raise
 
     def stop(self) -> None:
