@@ -162,6 +162,22 @@ def test_setup_dry_run_creates_nothing(nats_url, stream_name, subject_prefix):
     store.close()
 
 
+def test_a_stream_that_does_not_exist_fails_at_once_naming_the_setup_command(nats_url, stream_name, subject_prefix):
+    """No answer from the stream is waited out (a restarting server) only while JetStream itself is silent."""
+    from django_eventstore import EventStoreError
+
+    store = JetStreamEventStore(nats_url, stream=stream_name, subject_prefix=subject_prefix, auto_setup=False, timeout=5.0)
+    try:
+        for call in (lambda: store.get_latest_version("order-1"), lambda: store.save_event(ev("order-1", 1)), lambda: store.get_events("order-1")):
+            started = time.monotonic()
+            with pytest.raises(EventStoreError, match=f"stream {stream_name} does not exist.*eventstore_setup") as error:
+                call()
+            assert not isinstance(error.value, EventStoreUnavailable)
+            assert time.monotonic() - started < 2.5  # not the 5 s TIMEOUT
+    finally:
+        store.close()
+
+
 def test_small_max_payload_server_raises_event_too_large(stream_name):
     with NatsServer(max_payload=4096) as server:
         store = JetStreamEventStore(server.url, stream=stream_name)
@@ -435,3 +451,48 @@ def test_a_driven_coroutine_that_awaits_the_loop_without_on_loop_is_refused(js_s
     with pytest.raises(RuntimeError, match="on_loop"):
         js_store.portal.drive(wrong())
     assert js_store.get_latest_version("order-1") == 0
+
+
+def test_sync_callers_in_threads_carry_on_across_a_server_restart(stream_name, tmp_path):
+    """Writers keep going while the server stops and comes back: versions stay gap-free, nothing is stored twice."""
+    server = NatsServer(store_dir=tmp_path, keep_data=True).start()
+    store = JetStreamEventStore(server.url, stream=stream_name, timeout=5.0)
+    warmed = threading.Barrier(5)
+    restarted = threading.Event()
+
+    def writer(k):
+        actor, version, after_restart, waited = f"restart-{k}", 0, 0, False
+        while after_restart < 10:
+            if version >= 5 and not waited:  # all writers are going before the server stops
+                warmed.wait(30)
+                waited = True
+            try:
+                store.save_event(ev(actor, version + 1))
+                version += 1
+                after_restart += restarted.is_set()
+            except (EventStoreUnavailable, VersionConflictError):  # the reply may be lost: ask the server
+                while True:
+                    try:
+                        version = store.get_latest_version(actor)
+                        break
+                    except EventStoreUnavailable:
+                        continue
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        warmed.wait(30)
+        server.stop()
+        server.start()
+        restarted.set()
+        for t in threads:
+            t.join(120)
+        assert not any(t.is_alive() for t in threads), "a writer is stuck"
+        for k in range(4):
+            versions = [e.version for e in store.get_events(f"restart-{k}")]
+            assert versions == list(range(1, len(versions) + 1)) and len(versions) >= 15
+    finally:
+        store.close()
+        server.keep_data = False
+        server.stop()

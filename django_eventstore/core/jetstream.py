@@ -10,14 +10,16 @@ the version check; reads use direct gets (no consumers).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import math
 import logging
 import socket
 import threading
+import time
 import uuid
-from typing import Any, Callable, Coroutine, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import nats
@@ -30,7 +32,7 @@ from .backend import DuplicateBatch, PubAck, RawMsg, ServerSummary, StreamChange
 from .engine import EVENTS, SNAPSHOTS, Engine
 from .errors import EventStoreError, EventStoreUnavailable, EventTooLarge
 from .facade import EventStore
-from .portal import Blocking, Portal, closed_while_running, in_caller_thread, on_loop
+from .portal import Blocking, Portal, closed_while_running, in_caller_thread, on_loop, sleep
 from .subjects import Subjects
 
 log = logging.getLogger("django_eventstore")
@@ -44,6 +46,10 @@ ERR_MAX_PAYLOAD = 10054
 _STATUS = "Status"
 
 
+class _NoResponders(EventStoreError):
+    """Nothing took a request: JetStream does not listen on that subject (now)."""
+
+
 class _SharedTcpTransport(TcpTransport):
     """nats-py's TCP transport, writable from sync callers' threads too: every write holds one lock.
 
@@ -52,10 +58,17 @@ class _SharedTcpTransport(TcpTransport):
     loop writes the rest before anything else.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ready: Callable[[], bool]) -> None:
         super().__init__()
         self.lock = threading.Lock()
+        self.ready = ready  # the client is connected (CONNECT and SUBs sent) with nothing queued
         self._rest = b""
+        self._cut = False  # a caller's command was cut off at an unknown point: nothing may follow it
+
+    async def connect(self, *args: Any, **kwargs: Any) -> None:
+        with self.lock:
+            self._rest, self._cut = b"", False  # what was cut off with the old socket must not start the new one
+        await super().connect(*args, **kwargs)
 
     def _write_rest(self) -> None:
         if self._rest:
@@ -68,25 +81,32 @@ class _SharedTcpTransport(TcpTransport):
 
     def write(self, payload: bytes) -> None:
         with self.lock:
-            self._write_rest()
-            super().write(payload)
+            if not self._cut:
+                self._write_rest()
+                super().write(payload)
 
     def writelines(self, payload: list[bytes]) -> None:
         with self.lock:
-            self._write_rest()
-            super().writelines(payload)
+            if not self._cut:
+                self._write_rest()
+                super().writelines(payload)
 
     def write_from_thread(self, data: bytes, loop: asyncio.AbstractEventLoop) -> bool:
         """Write data from a thread other than the loop's; False (nothing written) when only the loop can."""
         with self.lock:
             transport = self._io_writer.transport if self._io_writer is not None else None
             sock = getattr(transport, "_sock", None)  # asyncio's plain TCP transport; TLS ones have none
-            if not isinstance(sock, socket.socket) or transport.is_closing() or transport.get_write_buffer_size() or self._rest:  # type: ignore[union-attr]
+            if not isinstance(sock, socket.socket) or self._cut or self._rest or not self.ready() or transport.is_closing() or transport.get_write_buffer_size():  # type: ignore[union-attr]
                 return False
             try:
                 sent = sock.send(data)
             except OSError:  # would block, or the connection broke: the loop's path deals with it
                 return False
+            except BaseException:  # e.g. a signal handler's exception: how much went out is unknown
+                self._cut = True
+                with contextlib.suppress(RuntimeError):  # a closed loop has closed the socket already
+                    loop.call_soon_threadsafe(transport.abort)  # type: ignore[union-attr]  # nats-py reconnects
+                raise
             if sent < len(data):
                 self._rest = data[sent:]
                 try:
@@ -111,7 +131,11 @@ class _Client(NATS):
     @_transport.setter
     def _transport(self, transport: Any) -> None:
         # nats-py makes a fresh TcpTransport for nats:// and tls:// servers: ours replaces it
-        self.__dict__["_shared_transport"] = _SharedTcpTransport() if type(transport) is TcpTransport else transport
+        self.__dict__["_shared_transport"] = _SharedTcpTransport(self.ready_for_direct_writes) if type(transport) is TcpTransport else transport
+
+    def ready_for_direct_writes(self) -> bool:
+        """Connected, subscriptions re-sent (a reconnect is over), nothing queued in nats-py that a direct write would overtake."""
+        return self.is_connected and self._reconnection_task_future is None and not self._pending
 
     @staticmethod
     def _parse_header_lines(raw: bytes) -> dict[str, str]:
@@ -199,9 +223,8 @@ class _Connection:
 
     def _shared_transport(self) -> _SharedTcpTransport | None:
         """The transport when a command may go straight onto it: connected over TCP, nothing queued in nats-py."""
-        nc = self.nc
-        transport = nc._transport
-        return transport if nc.is_connected and not nc._pending and isinstance(transport, _SharedTcpTransport) else None
+        transport = self.nc._transport
+        return transport if isinstance(transport, _SharedTcpTransport) and transport.ready() else None
 
     def _write_from_thread(self, subject: str, payload: bytes, reply: str, headers: dict[str, str] | None) -> bool:
         transport = self._shared_transport()
@@ -282,15 +305,18 @@ class _Connection:
             if isinstance(future, Blocking):
                 future.set_exception(closed_while_running())
 
-    async def request(self, subject: str, payload: bytes = b"", headers: dict[str, str] | None = None) -> Msg:
-        msg = await self._roundtrip(subject, payload, headers)
+    @staticmethod
+    def _answered(subject: str, msg: Msg) -> Msg:
         if msg.headers and msg.headers.get(_STATUS) == "503":
-            raise EventStoreError(f"nothing answers on {subject}: is JetStream enabled and the stream set up (manage.py eventstore_setup)?")
+            raise _NoResponders(f"nothing answers on {subject}: is JetStream enabled and the stream set up (manage.py eventstore_setup)?")
         return msg
+
+    async def request(self, subject: str, payload: bytes = b"", headers: dict[str, str] | None = None) -> Msg:
+        return self._answered(subject, await self._roundtrip(subject, payload, headers))
 
     async def request_batch(self, subject: str, payload: bytes) -> tuple[list[Msg], Msg]:
         batch = _Batch()
-        end = await self._roundtrip(subject, payload, None, batch)
+        end = self._answered(subject, await self._roundtrip(subject, payload, None, batch))
         return batch.msgs, end
 
     async def api(self, subject: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -369,8 +395,9 @@ class JetStreamBackend:
         async with self._connecting:
             if self._conn is None or self._conn.nc.is_closed:
                 # a task of its own: connect's timeout needs a current task, the portal's eager driver has none
-                self._conn = await asyncio.ensure_future(self._connect())
-                self._set_up = False
+                conn = await asyncio.ensure_future(self._connect())
+                self._set_up = False  # before the connection is visible to sync callers' fast path
+                self._conn = conn
             if auto_setup and self.auto_setup and not self._set_up:
                 await self._setup(self._conn, dry_run=False)
             return self._conn
@@ -450,19 +477,50 @@ class JetStreamBackend:
     def _direct(self, stream: str) -> str:
         return f"{API}.DIRECT.GET.{self.stream_names[stream]}"
 
+    async def _answer(self, conn: _Connection, stream: str, ask: Callable[[], Awaitable[T]]) -> T:
+        """ask()'s answer, asking again while JetStream does not listen (a server restarting, a leader election), up to TIMEOUT.
+
+        Nothing that went unanswered was stored, so asking again is safe. A stream that does not exist fails at once.
+        """
+        deadline = time.monotonic() + self.timeout
+        pause = 0.05
+        while True:
+            try:
+                return await ask()
+            except _NoResponders:
+                if time.monotonic() + pause > deadline:
+                    raise EventStoreUnavailable(
+                        f"JetStream did not answer for {self.timeout}s (stream {self.stream_names[stream]}): "
+                        f"is JetStream enabled? servers tried: {self.servers_text}"
+                    ) from None
+                if await self._missing(conn, stream):
+                    raise EventStoreError(
+                        f"stream {self.stream_names[stream]} does not exist: run manage.py eventstore_setup (or leave AUTO_SETUP on)"
+                    ) from None
+            await sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    async def _missing(self, conn: _Connection, stream: str) -> bool:
+        """True when JetStream answers that the stream does not exist; False when it does not answer at all."""
+        try:
+            info = await conn.api(f"STREAM.INFO.{self.stream_names[stream]}")
+        except _NoResponders:
+            return False
+        return _api_error(info)[0] == ERR_STREAM_NOT_FOUND if "error" in info else False
+
     async def last_msg(self, stream: str, subject: str) -> RawMsg | None:
         conn = await self._connection()
-        msg = await conn.request(f"{self._direct(stream)}.{subject}")
+        msg = await self._answer(conn, stream, lambda: conn.request(f"{self._direct(stream)}.{subject}"))
         return _raw(msg) if _check_direct_status(msg, subject) else None
 
     async def msg_at(self, stream: str, seq: int) -> RawMsg | None:
         conn = await self._connection()
-        msg = await conn.request(self._direct(stream), json.dumps({"seq": seq}).encode())
+        msg = await self._answer(conn, stream, lambda: conn.request(self._direct(stream), json.dumps({"seq": seq}).encode()))
         return _raw(msg) if _check_direct_status(msg, f"sequence {seq}") else None
 
     async def _batch(self, stream: str, request: dict[str, Any], what: str) -> tuple[list[RawMsg], int]:
         conn = await self._connection()
-        msgs, end = await conn.request_batch(self._direct(stream), json.dumps(request).encode())
+        msgs, end = await self._answer(conn, stream, lambda: conn.request_batch(self._direct(stream), json.dumps(request).encode()))
         headers = end.headers or {}
         status = headers.get(_STATUS)
         if status == "404":
@@ -488,7 +546,8 @@ class JetStreamBackend:
         out: dict[str, int] = {}
         offset = 0
         while True:
-            resp = await conn.api(f"STREAM.INFO.{self.stream_names[stream]}", {"subjects_filter": subject_filter, "offset": offset})
+            request = {"subjects_filter": subject_filter, "offset": offset}
+            resp = await self._answer(conn, stream, lambda: conn.api(f"STREAM.INFO.{self.stream_names[stream]}", request))
             if "error" in resp:
                 raise EventStoreError(f"stream info of {self.stream_names[stream]} failed: {_api_error(resp)[1]}")
             page = (resp.get("state") or {}).get("subjects") or {}
@@ -503,7 +562,7 @@ class JetStreamBackend:
         conn = await self._connection()
         if expected_last_seq is not None:
             headers = {**headers, "Nats-Expected-Last-Subject-Sequence": str(expected_last_seq)}
-        msg = await conn.request(subject, body, headers)
+        msg = await self._answer(conn, stream, lambda: conn.request(subject, body, headers))
         resp = json.loads(msg.data)
         if "error" in resp:
             self._raise_publish_error(resp, subject)
@@ -545,7 +604,10 @@ class JetStreamBackend:
                     raise EventStoreUnavailable(f"NATS at {conn.url}: {e}") from None
                 continue
             h["Nats-Batch-Commit"] = "1"
-            msg = await conn.request(subject, body, h)
+            try:
+                msg = await conn.request(subject, body, h)
+            except _NoResponders:  # the messages before went nowhere either: start again from the first
+                raise EventStoreUnavailable(f"JetStream did not take the batch (nothing was stored); servers tried: {self.servers_text}") from None
             resp = json.loads(msg.data)
             if "error" in resp:
                 self._raise_publish_error(resp, subject)

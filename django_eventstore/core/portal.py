@@ -19,6 +19,7 @@ import asyncio
 import os
 import sys
 import threading
+import time
 import weakref
 from typing import Any, Callable, Coroutine, Generator, TypeVar
 
@@ -30,6 +31,7 @@ _portals: "weakref.WeakSet[Portal]" = weakref.WeakSet()
 
 
 _local = threading.local()
+_GIL = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 def closed_while_running() -> EventStoreUnavailable:
@@ -54,6 +56,14 @@ _ON_LOOP = _OnLoop()
 def on_loop() -> _OnLoop:
     """Await it to go on running on the portal loop (a no-op there): for anything but Blocking waits."""
     return _ON_LOOP
+
+
+async def sleep(seconds: float) -> None:
+    """Pause the calling code: the caller's thread under Portal.drive, else the running loop's task."""
+    if in_caller_thread():
+        time.sleep(seconds)
+    else:
+        await asyncio.sleep(seconds)
 
 
 class Blocking:
@@ -108,7 +118,8 @@ class Portal:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._waiting: set[Callable[[Any, BaseException | None], None]] = set()
+        # the sync callers waiting on each loop, failed when that loop stops
+        self._waiting: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[Callable[[Any, BaseException | None], None]]] = weakref.WeakKeyDictionary()
         self._pid = os.getpid()
         _portals.add(self)
 
@@ -116,7 +127,7 @@ class Portal:
         """In a forked child: the parent's loop thread does not exist here; start afresh on next use."""
         self._lock = threading.Lock()
         self._loop = None
-        self._waiting = set()
+        self._waiting = weakref.WeakKeyDictionary()
         self._pid = os.getpid()
         if self._on_fork is not None:
             self._on_fork()
@@ -131,6 +142,7 @@ class Portal:
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
+                self._waiting[loop] = set()
                 ready = threading.Event()
                 self._thread = threading.Thread(target=self._run_loop, args=(loop, ready), name=self._name, daemon=True)
                 self._thread.start()
@@ -147,7 +159,7 @@ class Portal:
             task.cancel()
         loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
         loop.close()
-        for finish in list(self._waiting):  # calls stepped without a task (3.11) end here
+        for finish in list(self._waiting.get(loop, ())):  # calls stepped without a task (3.11) end here
             finish(None, closed_while_running())
 
     def in_loop_thread(self) -> bool:
@@ -174,6 +186,8 @@ class Portal:
 
         Only for coroutines written for it: until on_loop(), they await nothing but Blockings.
         """
+        if not _GIL:  # the thread hand-offs below rely on the GIL's atomicity
+            return self.call(coro)
         loop = self._loop_for_sync_caller(coro)
         outer = in_caller_thread()
         _local.driving = True
@@ -198,19 +212,20 @@ class Portal:
         waiter = threading.Lock()
         waiter.acquire()
         box: list[Any] = []
+        waiting = self._waiting[loop]
 
         def finish(result: Any, error: BaseException | None) -> None:
             if box:
                 return
             box.extend((result, error))
-            self._waiting.discard(finish)
+            waiting.discard(finish)
             waiter.release()
 
-        self._waiting.add(finish)
+        waiting.add(finish)
         try:
             loop.call_soon_threadsafe(_start, coro, finish)
         except RuntimeError:  # the loop closed meanwhile
-            self._waiting.discard(finish)
+            waiting.discard(finish)
             coro.close()
             raise closed_while_running() from None
         waiter.acquire()
@@ -250,24 +265,34 @@ class Portal:
                 thread.join(10)
 
 
-async def _run(coro: Coroutine[Any, Any, Any], finish: Callable[[Any, BaseException | None], None]) -> None:
-    try:
-        result = await coro
-    except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
-        finish(None, exc)
+_running: set[asyncio.Task[Any]] = set()
+
+
+def _report(task: asyncio.Task[Any], finish: Callable[[Any, BaseException | None], None]) -> None:
+    if task.cancelled():
+        finish(None, asyncio.CancelledError())
         return
-    finish(result, None)
-
-
-_running: set[asyncio.Task[None]] = set()
+    error = task.exception()
+    finish(None, error) if error is not None else finish(task.result(), None)
 
 
 def _start_eager_task(coro: Coroutine[Any, Any, Any], finish: Callable[[Any, BaseException | None], None]) -> None:
-    """Python 3.12+: a task whose first step runs now, not on the next loop turn."""
-    task = asyncio.Task(_run(coro, finish), loop=asyncio.get_running_loop(), eager_start=True)  # type: ignore[call-arg]
-    if not task.done():
-        _running.add(task)
-        task.add_done_callback(_running.discard)
+    """Python 3.12+: a task whose first step runs now, not on the next loop turn.
+
+    The task runs coro itself (no wrapper awaiting it): coro may already be
+    suspended, started by Portal.drive in the caller's thread.
+    """
+    task = asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)  # type: ignore[call-arg]
+    if task.done():
+        _report(task, finish)
+        return
+    _running.add(task)
+
+    def done(task: asyncio.Task[Any]) -> None:
+        _running.discard(task)
+        _report(task, finish)
+
+    task.add_done_callback(done)
 
 
 def _drive(coro: Coroutine[Any, Any, Any], finish: Callable[[Any, BaseException | None], None]) -> None:
