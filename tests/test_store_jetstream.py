@@ -306,22 +306,30 @@ def test_closing_the_store_fails_a_running_call_instead_of_hanging(js_store, way
         return await js_store.portal.acall(slow())
 
     run = {"sync": lambda: js_store.portal.call(slow()), "async": lambda: asyncio.run(from_another_loop())}[way]
+    _close_while_waiting(js_store, run, started)
+
+
+def _close_while_waiting(store, run, started) -> float:
+    """Call run() in a thread, close the store once started is set: the call fails with EventStoreUnavailable; its duration."""
     outcome = []
 
     def caller():
+        began = time.monotonic()
         try:
             run()
         except BaseException as e:  # noqa: BLE001 - recorded for the assertion
-            outcome.append(e)
+            outcome.append((e, time.monotonic() - began))
 
     thread = threading.Thread(target=caller)
     thread.start()
     assert started.wait(10)
-    js_store.close()
+    store.close()
     thread.join(10)
     assert not thread.is_alive(), "the call still waits after close()"
-    assert len(outcome) == 1 and isinstance(outcome[0], EventStoreUnavailable)
-    assert js_store.get_latest_version("order-1") == 0  # and the store works again
+    ((error, waited),) = outcome
+    assert isinstance(error, EventStoreUnavailable)
+    assert store.get_latest_version("order-1") == 0  # and the store works again
+    return waited
 
 
 def test_a_dry_run_first_still_lets_auto_setup_create_the_streams(js_store):
@@ -421,25 +429,8 @@ def test_closing_the_store_fails_a_sync_caller_waiting_for_its_reply(nats_url, s
             asked.set()
             return await conn.request("silent.request")
 
-        outcome = []
-
-        def caller():
-            started = time.monotonic()
-            try:
-                store.portal.drive(ask())
-            except BaseException as e:  # noqa: BLE001 - recorded for the assertion
-                outcome.append((e, time.monotonic() - started))
-
-        thread = threading.Thread(target=caller)
-        thread.start()
-        assert asked.wait(10)
-        store.close()
-        thread.join(10)
-        assert not thread.is_alive(), "the sync caller still waits after close()"
-        (error, waited), = outcome
-        assert isinstance(error, EventStoreUnavailable)
+        waited = _close_while_waiting(store, lambda: store.portal.drive(ask()), asked)
         assert waited < 10  # failed by close(), not by the 30 s timeout
-        assert store.get_latest_version("order-1") == 0  # and the store works again
     finally:
         store.close()
 
