@@ -265,6 +265,10 @@ class StoreContract:
         assert store.list_actors(limit=3, offset=8).actors[0].actor_id == "user-1"
         assert store.actor_types() == ["order", "user"]
         assert store.snapshot_versions(["user-1", "user-2"]) == {"user-1": 2}
+        store.save_snapshot(ActorSnapshot(actor_id="order-5", version=1, state={}))
+        assert store.snapshot_actor_ids() == ["order-5", "user-1"]
+        assert store.snapshot_actor_ids("user") == ["user-1"]
+        assert store.snapshot_actor_ids("cart") == []
 
     def test_read_all_is_in_global_order(self, store):
         written = []

@@ -102,6 +102,17 @@ def test_finds_a_snapshot_ahead_of_its_actor(nats_url):
     assert "actor 'order-1': snapshot at version 9 is ahead of the latest event, version 2" in out
 
 
+def test_finds_a_snapshot_of_an_actor_without_events(nats_url):
+    store_events("order-1", 1)
+    snapshot = {"actorId": "order-7", "version": 3, "state": {}, "timestamp": "2025-01-01T00:00:00Z", "position": 0}
+    publish_raw(nats_url, get_store().engine.subjects.snapshot_subject("order-7"), json.dumps(snapshot).encode(), {"Es-Version": "3"})
+    out = find_problems()
+    assert "actor 'order-7': snapshot at version 3, but the actor has no events" in out
+    assert "in 1 events of 1 actors and 1 snapshots" in out
+    assert "actor 'order-7': snapshot at version 3" in find_problems("--actor", "order-7")
+    assert verify("--type", "user")[1] == 0  # another type's snapshots are not looked at
+
+
 def test_type_and_actor_filters(nats_url):
     store_events("order-1", 2)
     store_events("order-2", 2)

@@ -409,14 +409,18 @@ class Engine:
         listed = self._last_listing
         if reuse and actor_type is None and listed is not None and time.monotonic() - listed[0] < LISTING_REUSE:
             return listed[1]
+        ids = await self._ids_in(EVENTS, self.subjects.events_filter(actor_type))
+        if actor_type is None:
+            self._last_listing = (time.monotonic(), ids)
+        return ids
+
+    async def _ids_in(self, stream: str, subject_filter: str) -> list[str]:
         ids = []
-        for subject in await self.backend.subjects(EVENTS, self.subjects.events_filter(actor_type)):
+        for subject in await self.backend.subjects(stream, subject_filter):
             try:
                 ids.append(self.subjects.actor_id_of(subject))
             except ValueError:
                 log.warning("ignoring subject %r: not an encoded actor subject", subject)
-        if actor_type is None:
-            self._last_listing = (time.monotonic(), ids)
         return ids
 
     async def actor_ids(self, actor_type: str | None = None, prefix: str | None = None) -> list[str]:
@@ -481,6 +485,10 @@ class Engine:
             if subject in by_subject and version is not None:
                 out[by_subject[subject]] = version
         return out
+
+    async def snapshot_actor_ids(self, actor_type: str | None = None) -> list[str]:
+        """Every actor id with a snapshot, sorted, optionally of one type (events or not)."""
+        return sorted(await self._ids_in(SNAPSHOTS, self.subjects.snapshots_filter(actor_type)))
 
     async def snapshot_versions(self, actor_ids: list[str]) -> dict[str, int]:
         """Snapshot version of each actor that has one (one batched lookup)."""

@@ -96,6 +96,13 @@ class EventStore:
     async def aactor_types(self) -> list[str]:
         return await self._acall(self.engine.actor_types())
 
+    def snapshot_actor_ids(self, actor_type: str | None = None) -> list[str]:
+        """Ids of the actors that have a snapshot, sorted (an actor may have one without events)."""
+        return self._call(self.engine.snapshot_actor_ids(actor_type))
+
+    async def asnapshot_actor_ids(self, actor_type: str | None = None) -> list[str]:
+        return await self._acall(self.engine.snapshot_actor_ids(actor_type))
+
     def snapshot_versions(self, actor_ids: list[str]) -> dict[str, int]:
         """Snapshot version of each given actor that has one, in one batched lookup."""
         return self._call(self.engine.snapshot_versions(actor_ids))

@@ -14,7 +14,7 @@ SNAPSHOT_LOOKUP = 1000  # actors per batched snapshot-version lookup
 class Command(StoreCommand):
     help = (
         "Check the events: malformed messages, headers disagreeing with bodies, versions out of order or with gaps, "
-        "snapshots ahead of their actor. Prints one line per problem (--format json: a JSON list of them); "
+        "snapshots ahead of their actor or of actors with no events. Prints one line per problem (--format json: a JSON list of them); "
         "exit status 1 when it found any."
     )
     formats = ("table", "json")
@@ -29,9 +29,9 @@ class Command(StoreCommand):
         self.problems: list[dict[str, Any]] = []
         self.events = 0
         latest = self.check_events(actor_type, actor_id)
+        snapshots = self.check_snapshots(latest, actor_type, actor_id)
         if actor_id is not None and not latest and not self.problems:
             raise CommandError(f"actor {actor_id!r} has no events (list the actors with manage.py eventstore_actors)")
-        snapshots = self.check_snapshots(latest)
         checked = f"{self.events:,} events of {len(latest):,} actors and {snapshots:,} snapshots"
         if format == "json":
             self.write_json(self.problems)
@@ -68,17 +68,20 @@ class Command(StoreCommand):
         progress.finish(len(latest))
         return latest
 
-    def check_snapshots(self, latest: dict[str, int]) -> int:
-        """Report snapshots whose version is above their actor's latest; how many snapshots were checked."""
-        ids = sorted(latest)
+    def check_snapshots(self, latest: dict[str, int], actor_type: str | None, actor_id: str | None) -> int:
+        """Report snapshots above their actor's latest version, or of actors with no events; how many were checked."""
+        with_snapshot = self.store.snapshot_actor_ids(actor_type)
+        ids = [i for i in with_snapshot if i == actor_id] if actor_id is not None else with_snapshot
         checked = 0
         for start in range(0, len(ids), SNAPSHOT_LOOKUP):
             versions = self.store.snapshot_versions(ids[start : start + SNAPSHOT_LOOKUP])
             checked += len(versions)
-            for actor_id, version in sorted(versions.items()):
-                if version > latest[actor_id]:
-                    text = f"snapshot at version {version} is ahead of the latest event, version {latest[actor_id]}"
-                    self.problem("snapshot_ahead", None, text, actor_id=actor_id)
+            for snapshot_actor, version in sorted(versions.items()):
+                if snapshot_actor not in latest:
+                    self.problem("snapshot_without_events", None, f"snapshot at version {version}, but the actor has no events", actor_id=snapshot_actor)
+                elif version > latest[snapshot_actor]:
+                    text = f"snapshot at version {version} is ahead of the latest event, version {latest[snapshot_actor]}"
+                    self.problem("snapshot_ahead", None, text, actor_id=snapshot_actor)
         return checked
 
 
