@@ -178,6 +178,27 @@ def test_a_stream_that_does_not_exist_fails_at_once_naming_the_setup_command(nat
         store.close()
 
 
+def test_a_stream_without_direct_gets_fails_at_once_naming_the_setup_command(nats_url, stream_name, subject_prefix):
+    from django_eventstore import EventStoreError
+
+    async def create_without_direct_gets():
+        nc = await nats.connect(nats_url)
+        await nc.jetstream().add_stream(name=stream_name, subjects=[f"{subject_prefix}.events.>"], allow_direct=False)
+        await nc.close()
+
+    asyncio.run(create_without_direct_gets())
+    store = JetStreamEventStore(nats_url, stream=stream_name, subject_prefix=subject_prefix, auto_setup=False, timeout=5.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(EventStoreError, match=f"stream {stream_name} does not allow direct gets.*eventstore_setup"):
+            store.get_latest_version("order-1")
+        assert time.monotonic() - started < 2.5  # not the 5 s TIMEOUT
+        store.setup()  # which turns direct gets on
+        assert store.get_latest_version("order-1") == 0
+    finally:
+        store.close()
+
+
 def test_small_max_payload_server_raises_event_too_large(stream_name):
     with NatsServer(max_payload=4096) as server:
         store = JetStreamEventStore(server.url, stream=stream_name)

@@ -477,10 +477,12 @@ class JetStreamBackend:
     def _direct(self, stream: str) -> str:
         return f"{API}.DIRECT.GET.{self.stream_names[stream]}"
 
-    async def _answer(self, conn: _Connection, stream: str, ask: Callable[[], Awaitable[T]]) -> T:
+    async def _answer(self, conn: _Connection, stream: str, ask: Callable[[], Awaitable[T]], direct: bool = False) -> T:
         """ask()'s answer, asking again while JetStream does not listen (a server restarting, a leader election), up to TIMEOUT.
 
-        Nothing that went unanswered was stored, so asking again is safe. A stream that does not exist fails at once.
+        Nothing that went unanswered was stored, so asking again is safe. A
+        stream that does not exist, or a direct get on a stream without
+        allow_direct, fails at once.
         """
         deadline = time.monotonic() + self.timeout
         pause = 0.05
@@ -493,34 +495,38 @@ class JetStreamBackend:
                         f"JetStream did not answer for {self.timeout}s (stream {self.stream_names[stream]}): "
                         f"is JetStream enabled? servers tried: {self.servers_text}"
                     ) from None
-                if await self._missing(conn, stream):
-                    raise EventStoreError(
-                        f"stream {self.stream_names[stream]} does not exist: run manage.py eventstore_setup (or leave AUTO_SETUP on)"
-                    ) from None
+                problem = await self._stream_problem(conn, stream, direct)
+                if problem is not None:
+                    raise EventStoreError(f"{problem}: run manage.py eventstore_setup (or leave AUTO_SETUP on)") from None
             await sleep(pause)
             pause = min(pause * 2, 0.5)
 
-    async def _missing(self, conn: _Connection, stream: str) -> bool:
-        """True when JetStream answers that the stream does not exist; False when it does not answer at all."""
+    async def _stream_problem(self, conn: _Connection, stream: str, direct: bool) -> str | None:
+        """Why the stream cannot answer, when JetStream says so; None when JetStream does not answer at all (wait)."""
+        name = self.stream_names[stream]
         try:
-            info = await conn.api(f"STREAM.INFO.{self.stream_names[stream]}")
+            info = await conn.api(f"STREAM.INFO.{name}")
         except _NoResponders:
-            return False
-        return _api_error(info)[0] == ERR_STREAM_NOT_FOUND if "error" in info else False
+            return None
+        if "error" in info:
+            return f"stream {name} does not exist" if _api_error(info)[0] == ERR_STREAM_NOT_FOUND else None
+        if direct and not (info.get("config") or {}).get("allow_direct"):
+            return f"stream {name} does not allow direct gets, which the store reads with"
+        return None
 
     async def last_msg(self, stream: str, subject: str) -> RawMsg | None:
         conn = await self._connection()
-        msg = await self._answer(conn, stream, lambda: conn.request(f"{self._direct(stream)}.{subject}"))
+        msg = await self._answer(conn, stream, lambda: conn.request(f"{self._direct(stream)}.{subject}"), direct=True)
         return _raw(msg) if _check_direct_status(msg, subject) else None
 
     async def msg_at(self, stream: str, seq: int) -> RawMsg | None:
         conn = await self._connection()
-        msg = await self._answer(conn, stream, lambda: conn.request(self._direct(stream), json.dumps({"seq": seq}).encode()))
+        msg = await self._answer(conn, stream, lambda: conn.request(self._direct(stream), json.dumps({"seq": seq}).encode()), direct=True)
         return _raw(msg) if _check_direct_status(msg, f"sequence {seq}") else None
 
     async def _batch(self, stream: str, request: dict[str, Any], what: str) -> tuple[list[RawMsg], int]:
         conn = await self._connection()
-        msgs, end = await self._answer(conn, stream, lambda: conn.request_batch(self._direct(stream), json.dumps(request).encode()))
+        msgs, end = await self._answer(conn, stream, lambda: conn.request_batch(self._direct(stream), json.dumps(request).encode()), direct=True)
         headers = end.headers or {}
         status = headers.get(_STATUS)
         if status == "404":
