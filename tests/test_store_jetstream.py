@@ -199,6 +199,56 @@ def test_a_stream_without_direct_gets_fails_at_once_naming_the_setup_command(nat
         store.close()
 
 
+def test_a_stream_that_does_not_take_the_subjects_fails_at_once(nats_url, stream_name, subject_prefix):
+    from django_eventstore import EventStoreError
+
+    async def create_for_other_subjects():
+        nc = await nats.connect(nats_url)
+        await nc.jetstream().add_stream(name=stream_name, subjects=[f"{subject_prefix}.other.>"], allow_direct=True)
+        await nc.close()
+
+    asyncio.run(create_for_other_subjects())
+    store = JetStreamEventStore(nats_url, stream=stream_name, subject_prefix=subject_prefix, auto_setup=False, timeout=5.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(EventStoreError, match=f"stream {stream_name} does not take subject {subject_prefix}.events.order.order-1"):
+            store.save_event(ev("order-1", 1))
+        assert time.monotonic() - started < 2.5  # not the 5 s TIMEOUT
+    finally:
+        store.close()
+
+
+def test_a_deleted_stream_is_created_again_under_auto_setup(js_store, nats_url, stream_name):
+    from django_eventstore import ActorSnapshot, SnapshotNotFound
+
+    js_store.save_event(ev("order-1", 1))
+    js_store.save_snapshot(ActorSnapshot(actor_id="order-1", version=1, state={}))
+
+    async def delete_snapshots_stream():
+        nc = await nats.connect(nats_url)
+        await nc.jetstream().delete_stream(f"{stream_name}_SNAPSHOTS")
+        await nc.close()
+
+    asyncio.run(delete_snapshots_stream())
+    with pytest.raises(SnapshotNotFound):
+        js_store.get_latest_snapshot("order-1")
+    assert js_store.save_snapshot(ActorSnapshot(actor_id="order-1", version=1, state={"again": True})).version == 1
+    assert js_store.get_latest_snapshot("order-1").state == {"again": True}
+
+
+@pytest.mark.parametrize("auto_setup", [True, False])
+def test_a_server_without_jetstream_is_unavailable_within_timeout(stream_name, auto_setup):
+    with NatsServer(args=["-js=false"]) as server:
+        store = JetStreamEventStore(server.url, stream=stream_name, timeout=1.0, auto_setup=auto_setup)
+        try:
+            started = time.monotonic()
+            with pytest.raises(EventStoreUnavailable, match="is JetStream enabled"):
+                store.get_latest_version("order-1")
+            assert 0.5 < time.monotonic() - started < 2.0  # waited for JetStream about TIMEOUT, not longer
+        finally:
+            store.close()
+
+
 def test_small_max_payload_server_raises_event_too_large(stream_name):
     with NatsServer(max_payload=4096) as server:
         store = JetStreamEventStore(server.url, stream=stream_name)
@@ -371,7 +421,7 @@ def _run_threads(target, args_list):
         except BaseException as e:  # noqa: BLE001 - re-raised below
             errors.append(e)
 
-    threads = [threading.Thread(target=run, args=args) for args in args_list]
+    threads = [threading.Thread(target=run, args=args, daemon=True) for args in args_list]
     for t in threads:
         t.start()
     for t in threads:
@@ -474,7 +524,8 @@ def test_sync_callers_in_threads_carry_on_across_a_server_restart(stream_name, t
 
     def writer(k):
         actor, version, after_restart, waited = f"restart-{k}", 0, 0, False
-        while after_restart < 10:
+        give_up = time.monotonic() + 60
+        while after_restart < 10 and time.monotonic() < give_up:
             if version >= 5 and not waited:  # all writers are going before the server stops
                 warmed.wait(30)
                 waited = True
@@ -483,14 +534,14 @@ def test_sync_callers_in_threads_carry_on_across_a_server_restart(stream_name, t
                 version += 1
                 after_restart += restarted.is_set()
             except (EventStoreUnavailable, VersionConflictError):  # the reply may be lost: ask the server
-                while True:
+                while time.monotonic() < give_up:
                     try:
                         version = store.get_latest_version(actor)
                         break
                     except EventStoreUnavailable:
                         continue
 
-    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    threads = [threading.Thread(target=writer, args=(k,), daemon=True) for k in range(4)]
     try:
         for t in threads:
             t.start()

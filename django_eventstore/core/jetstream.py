@@ -33,7 +33,7 @@ from .engine import EVENTS, SNAPSHOTS, Engine
 from .errors import EventStoreError, EventStoreUnavailable, EventTooLarge
 from .facade import EventStore
 from .portal import Blocking, Portal, closed_while_running, in_caller_thread, on_loop, sleep
-from .subjects import Subjects
+from .subjects import Subjects, subject_matches
 
 log = logging.getLogger("django_eventstore")
 T = TypeVar("T")
@@ -43,11 +43,14 @@ ERR_WRONG_LAST_SEQUENCE = 10071
 ERR_STREAM_NOT_FOUND = 10059
 ERR_BATCH_DUPLICATE = 10201
 ERR_MAX_PAYLOAD = 10054
+ERR_JETSTREAM_OFF = 10076
+ERR_JETSTREAM_OFF_FOR_ACCOUNT = 10039
+_MISSING = "missing"  # _stream_problem: the stream does not exist
 _STATUS = "Status"
 
 
-class _NoResponders(EventStoreError):
-    """Nothing took a request: JetStream does not listen on that subject (now)."""
+class _NoResponders(EventStoreUnavailable):
+    """Nothing received a request ("no responders"): JetStream does not listen on that subject, now."""
 
 
 class _SharedTcpTransport(TcpTransport):
@@ -251,18 +254,19 @@ class _Connection:
         if not future.done():
             future.set_exception(asyncio.TimeoutError())
 
-    async def _roundtrip(self, subject: str, payload: bytes, headers: dict[str, str] | None, batch: _Batch | None = None) -> Msg:
+    async def _roundtrip(self, subject: str, payload: bytes, headers: dict[str, str] | None, batch: _Batch | None, timeout: float | None) -> Msg:
         token = str(next(self.tokens))
+        wait = self.timeout if timeout is None else timeout
         try:
             if in_caller_thread():
-                msg = await self._roundtrip_from_thread(token, subject, payload, headers, batch)
+                msg = await self._roundtrip_from_thread(token, subject, payload, headers, batch, wait)
                 if msg is not None:
                     return msg
                 await on_loop()
-            return await self._roundtrip_on_loop(token, subject, payload, headers, batch)
+            return await self._roundtrip_on_loop(token, subject, payload, headers, batch, wait)
         except asyncio.TimeoutError:
             raise EventStoreUnavailable(
-                f"NATS did not answer within {self.timeout}s ({subject}); servers tried: {self.servers}"
+                f"NATS did not answer within {wait:g}s ({subject}); servers tried: {self.servers}"
             ) from None
         except nats.errors.MaxPayloadError:
             raise EventTooLarge(len(payload), self.nc.max_payload) from None
@@ -276,9 +280,9 @@ class _Connection:
             batch.future = future
             self.pending[token] = batch
 
-    async def _roundtrip_from_thread(self, token: str, subject: str, payload: bytes, headers: dict[str, str] | None, batch: _Batch | None) -> Msg | None:
+    async def _roundtrip_from_thread(self, token: str, subject: str, payload: bytes, headers: dict[str, str] | None, batch: _Batch | None, timeout: float) -> Msg | None:
         """The round trip written and awaited by a sync caller's thread; None when it could not write."""
-        reply = Blocking(self.timeout)
+        reply = Blocking(timeout)
         self._register(token, reply, batch)
         try:
             if not self._write_from_thread(subject, payload, self.prefix + token, headers):
@@ -287,10 +291,10 @@ class _Connection:
         finally:
             del self.pending[token]
 
-    async def _roundtrip_on_loop(self, token: str, subject: str, payload: bytes, headers: dict[str, str] | None, batch: _Batch | None) -> Msg:
+    async def _roundtrip_on_loop(self, token: str, subject: str, payload: bytes, headers: dict[str, str] | None, batch: _Batch | None, timeout: float) -> Msg:
         future = self.loop.create_future()
         self._register(token, future, batch)
-        timer = self.loop.call_later(self.timeout, self._timed_out, future)
+        timer = self.loop.call_later(timeout, self._timed_out, future)
         try:
             await self.send(subject, payload, self.prefix + token, headers)
             return await future  # type: ignore[no-any-return]
@@ -311,16 +315,18 @@ class _Connection:
             raise _NoResponders(f"nothing answers on {subject}: is JetStream enabled and the stream set up (manage.py eventstore_setup)?")
         return msg
 
-    async def request(self, subject: str, payload: bytes = b"", headers: dict[str, str] | None = None) -> Msg:
-        return self._answered(subject, await self._roundtrip(subject, payload, headers))
+    async def request(self, subject: str, payload: bytes = b"", headers: dict[str, str] | None = None, timeout: float | None = None) -> Msg:
+        """The reply (waiting at most timeout, default TIMEOUT); _NoResponders when nothing received the request."""
+        return self._answered(subject, await self._roundtrip(subject, payload, headers, None, timeout))
 
-    async def request_batch(self, subject: str, payload: bytes) -> tuple[list[Msg], Msg]:
+    async def request_batch(self, subject: str, payload: bytes, timeout: float | None = None) -> tuple[list[Msg], Msg]:
+        """The replies of a batch direct get and its end-of-batch status message."""
         batch = _Batch()
-        end = self._answered(subject, await self._roundtrip(subject, payload, None, batch))
+        end = self._answered(subject, await self._roundtrip(subject, payload, None, batch, timeout))
         return batch.msgs, end
 
-    async def api(self, subject: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
-        msg = await self.request(f"{API}.{subject}", json.dumps(request).encode() if request is not None else b"")
+    async def api(self, subject: str, request: dict[str, Any] | None = None, timeout: float | None = None) -> dict[str, Any]:
+        msg = await self.request(f"{API}.{subject}", json.dumps(request).encode() if request is not None else b"", timeout=timeout)
         return json.loads(msg.data)
 
 
@@ -477,56 +483,87 @@ class JetStreamBackend:
     def _direct(self, stream: str) -> str:
         return f"{API}.DIRECT.GET.{self.stream_names[stream]}"
 
-    async def _answer(self, conn: _Connection, stream: str, ask: Callable[[], Awaitable[T]], direct: bool = False) -> T:
-        """ask()'s answer, asking again while JetStream does not listen (a server restarting, a leader election), up to TIMEOUT.
+    async def _answer(
+        self, conn: _Connection, stream: str, ask: Callable[[float], Awaitable[T]], *, subject: str | None = None, direct: bool = False, probe: bool = True
+    ) -> T:
+        """ask(timeout)'s answer, sending the request again while nothing receives it, until TIMEOUT in all.
 
-        Nothing that went unanswered was stored, so asking again is safe. A
-        stream that does not exist, or a direct get on a stream without
-        allow_direct, fails at once.
+        "No responders" means JetStream does not listen (a server restarting, a
+        leader election) and nobody got the request, so sending it again is
+        safe; a request that went unanswered (timed out) is not sent again.
+        With probe, one look at the stream tells a setup problem, which fails
+        at once (a missing stream is created again under AUTO_SETUP).
         """
-        deadline = time.monotonic() + self.timeout
+        started = time.monotonic()
+        deadline = started + self.timeout
         pause = 0.05
         while True:
             try:
-                return await ask()
+                return await ask(max(deadline - time.monotonic(), 0.001))
             except _NoResponders:
-                if time.monotonic() + pause > deadline:
-                    raise EventStoreUnavailable(
-                        f"JetStream did not answer for {self.timeout}s (stream {self.stream_names[stream]}): "
-                        f"is JetStream enabled? servers tried: {self.servers_text}"
-                    ) from None
-                problem = await self._stream_problem(conn, stream, direct)
+                pass
+            if probe:
+                probe = False
+                problem = await self._stream_problem(conn, stream, subject, direct, max(deadline - time.monotonic(), 0.001))
+                if problem == _MISSING and self.auto_setup:
+                    self._set_up = False
+                    await self._connection()  # sets the streams up again
+                    continue
                 if problem is not None:
-                    raise EventStoreError(f"{problem}: run manage.py eventstore_setup (or leave AUTO_SETUP on)") from None
+                    raise EventStoreError(problem)
+            if deadline - time.monotonic() < pause + 0.05:
+                raise EventStoreUnavailable(
+                    f"JetStream did not answer for {time.monotonic() - started:.1f}s (stream {self.stream_names[stream]}): "
+                    f"is JetStream enabled? servers tried: {self.servers_text}"
+                )
             await sleep(pause)
             pause = min(pause * 2, 0.5)
 
-    async def _stream_problem(self, conn: _Connection, stream: str, direct: bool) -> str | None:
-        """Why the stream cannot answer, when JetStream says so; None when JetStream does not answer at all (wait)."""
+    async def _stream_problem(self, conn: _Connection, stream: str, subject: str | None, direct: bool, timeout: float) -> str | None:
+        """What keeps the stream from answering, when JetStream can say; None when JetStream does not answer at all.
+
+        _MISSING when the stream does not exist.
+        """
         name = self.stream_names[stream]
         try:
-            info = await conn.api(f"STREAM.INFO.{name}")
+            info = await conn.api(f"STREAM.INFO.{name}", timeout=timeout)
         except _NoResponders:
             return None
+        setup = "run manage.py eventstore_setup (or leave AUTO_SETUP on)"
         if "error" in info:
-            return f"stream {name} does not exist" if _api_error(info)[0] == ERR_STREAM_NOT_FOUND else None
-        if direct and not (info.get("config") or {}).get("allow_direct"):
-            return f"stream {name} does not allow direct gets, which the store reads with"
+            code, text = _api_error(info)
+            if code == ERR_STREAM_NOT_FOUND:
+                return _MISSING if self.auto_setup else f"stream {name} does not exist: {setup}"
+            if code in (ERR_JETSTREAM_OFF, ERR_JETSTREAM_OFF_FOR_ACCOUNT):
+                return f"{text}: the store needs JetStream (nats-server -js, or JetStream enabled for the account)"
+            return None  # e.g. "temporarily unavailable": wait
+        config = info.get("config") or {}
+        filters = config.get("subjects") or []
+        if subject is not None and not any(subject_matches(f, subject) for f in filters):
+            return f"stream {name} does not take subject {subject} (it takes {', '.join(filters) or 'none'}): {setup}"
+        if direct and not config.get("allow_direct"):
+            return f"stream {name} does not allow direct gets, which the store reads with: {setup}"
         return None
+
+    async def _api(self, conn: _Connection, subject: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A JetStream API call, sent again while JetStream does not listen (see _answer)."""
+        return await self._answer(conn, EVENTS, lambda timeout: conn.api(subject, request, timeout), probe=False)
 
     async def last_msg(self, stream: str, subject: str) -> RawMsg | None:
         conn = await self._connection()
-        msg = await self._answer(conn, stream, lambda: conn.request(f"{self._direct(stream)}.{subject}"), direct=True)
+        msg = await self._answer(conn, stream, lambda timeout: conn.request(f"{self._direct(stream)}.{subject}", timeout=timeout), direct=True)
         return _raw(msg) if _check_direct_status(msg, subject) else None
 
     async def msg_at(self, stream: str, seq: int) -> RawMsg | None:
         conn = await self._connection()
-        msg = await self._answer(conn, stream, lambda: conn.request(self._direct(stream), json.dumps({"seq": seq}).encode()), direct=True)
+        payload = json.dumps({"seq": seq}).encode()
+        msg = await self._answer(conn, stream, lambda timeout: conn.request(self._direct(stream), payload, timeout=timeout), direct=True)
         return _raw(msg) if _check_direct_status(msg, f"sequence {seq}") else None
 
     async def _batch(self, stream: str, request: dict[str, Any], what: str) -> tuple[list[RawMsg], int]:
         conn = await self._connection()
-        msgs, end = await self._answer(conn, stream, lambda: conn.request_batch(self._direct(stream), json.dumps(request).encode()), direct=True)
+        payload = json.dumps(request).encode()
+        msgs, end = await self._answer(conn, stream, lambda timeout: conn.request_batch(self._direct(stream), payload, timeout), direct=True)
         headers = end.headers or {}
         status = headers.get(_STATUS)
         if status == "404":
@@ -553,7 +590,7 @@ class JetStreamBackend:
         offset = 0
         while True:
             request = {"subjects_filter": subject_filter, "offset": offset}
-            resp = await self._answer(conn, stream, lambda: conn.api(f"STREAM.INFO.{self.stream_names[stream]}", request))
+            resp = await self._api(conn, f"STREAM.INFO.{self.stream_names[stream]}", request)
             if "error" in resp:
                 raise EventStoreError(f"stream info of {self.stream_names[stream]} failed: {_api_error(resp)[1]}")
             page = (resp.get("state") or {}).get("subjects") or {}
@@ -568,7 +605,7 @@ class JetStreamBackend:
         conn = await self._connection()
         if expected_last_seq is not None:
             headers = {**headers, "Nats-Expected-Last-Subject-Sequence": str(expected_last_seq)}
-        msg = await self._answer(conn, stream, lambda: conn.request(subject, body, headers))
+        msg = await self._answer(conn, stream, lambda timeout: conn.request(subject, body, headers, timeout), subject=subject)
         resp = json.loads(msg.data)
         if "error" in resp:
             self._raise_publish_error(resp, subject)
@@ -612,7 +649,7 @@ class JetStreamBackend:
             h["Nats-Batch-Commit"] = "1"
             try:
                 msg = await conn.request(subject, body, h)
-            except _NoResponders:  # the messages before went nowhere either: start again from the first
+            except _NoResponders:  # not sent again alone: a batch never committed is dropped by the server
                 raise EventStoreUnavailable(f"JetStream did not take the batch (nothing was stored); servers tried: {self.servers_text}") from None
             resp = json.loads(msg.data)
             if "error" in resp:
@@ -653,13 +690,13 @@ class JetStreamBackend:
         changes = []
         for config in self._desired(self._supports_atomic(conn)).values():
             name = config["name"]
-            info = await conn.api(f"STREAM.INFO.{name}")
+            info = await self._api(conn, f"STREAM.INFO.{name}")
             if "error" in info:
                 code, text = _api_error(info)
                 if code != ERR_STREAM_NOT_FOUND:
                     raise EventStoreError(f"cannot read stream {name}: {text}")
                 if not dry_run:
-                    self._check_api(await conn.api(f"STREAM.CREATE.{name}", config), f"create stream {name}")
+                    self._check_api(await self._api(conn, f"STREAM.CREATE.{name}", config), f"create stream {name}")
                 changes.append(StreamChange(name, "created", {k: (None, v) for k, v in config.items() if k != "name"}))
                 continue
             current = info["config"]
@@ -668,7 +705,7 @@ class JetStreamBackend:
                 changes.append(StreamChange(name, "unchanged"))
                 continue
             if not dry_run:
-                self._check_api(await conn.api(f"STREAM.UPDATE.{name}", {**current, **config}), f"update stream {name}")
+                self._check_api(await self._api(conn, f"STREAM.UPDATE.{name}", {**current, **config}), f"update stream {name}")
             changes.append(StreamChange(name, "updated", diff))
         if not dry_run:
             self._set_up = True
@@ -681,10 +718,10 @@ class JetStreamBackend:
 
     async def server_summary(self) -> ServerSummary:
         conn = await self._connection()
-        account = await conn.api("INFO")
+        account = await self._api(conn, "INFO")
         streams = []
         for name in self.stream_names.values():
-            info = await conn.api(f"STREAM.INFO.{name}")
+            info = await self._api(conn, f"STREAM.INFO.{name}")
             if "error" in info:
                 raise EventStoreError(f"cannot read stream {name}: {_api_error(info)[1]}")
             state, config = info.get("state", {}), info.get("config", {})

@@ -14,20 +14,9 @@ from typing import Any, Coroutine, TypeVar
 from .backend import DuplicateBatch, PubAck, RawMsg, ServerSummary, StreamChange, StreamSummary, WrongLastSequence
 from .engine import EVENTS, SNAPSHOTS, Engine
 from .facade import EventStore
-from .subjects import Subjects
+from .subjects import Subjects, subject_matches
 
 T = TypeVar("T")
-
-
-def subject_matches(pattern: str, subject: str) -> bool:
-    """NATS wildcard matching: ``*`` one token, ``>`` one or more trailing tokens."""
-    p, s = pattern.split("."), subject.split(".")
-    for i, token in enumerate(p):
-        if token == ">":
-            return len(s) > i
-        if i >= len(s) or (token != "*" and token != s[i]):
-            return False
-    return len(p) == len(s)
 
 
 class _MemoryStream:

@@ -97,7 +97,7 @@ class Blocking:
 
     def wait(self) -> None:
         """Block this thread until the result is set or the timeout has passed."""
-        self._lock.acquire(timeout=self._timeout)
+        self._lock.acquire(timeout=min(self._timeout, threading.TIMEOUT_MAX))
 
     def __await__(self) -> Generator[Any, None, Any]:
         if not self._done:
@@ -153,14 +153,21 @@ class Portal:
     def _run_loop(self, loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
         asyncio.set_event_loop(loop)
         loop.call_soon(ready.set)
-        loop.run_forever()
-        tasks = asyncio.all_tasks(loop)
-        for task in tasks:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        loop.close()
-        for finish in list(self._waiting.get(loop, ())):  # calls stepped without a task (3.11) end here
-            finish(None, closed_while_running())
+        try:
+            loop.run_forever()  # a KeyboardInterrupt or SystemExit in a task ends it too
+        finally:
+            with self._lock:
+                if self._loop is loop:  # ended by itself, not by stop(): the next call starts a new loop
+                    self._loop = None
+            try:
+                tasks = asyncio.all_tasks(loop)
+                for task in tasks:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                loop.close()
+            finally:
+                for finish in list(self._waiting.get(loop, ())):  # calls stepped without a task (3.11) end here
+                    finish(None, closed_while_running())
 
     def in_loop_thread(self) -> bool:
         try:

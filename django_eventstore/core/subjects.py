@@ -63,6 +63,17 @@ def decode_token(token: str) -> str:
     return out.decode("utf-8")
 
 
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard matching: ``*`` one token, ``>`` one or more trailing tokens."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, token in enumerate(p):
+        if token == ">":
+            return len(s) > i
+        if i >= len(s) or (token != "*" and token != s[i]):
+            return False
+    return len(p) == len(s)
+
+
 @lru_cache(maxsize=32)
 def _plain_subject(prefix: str) -> re.Pattern[str]:
     """Subjects whose type and id tokens need no decoding."""

@@ -70,8 +70,7 @@ class Command(StoreCommand):
 
     def check_snapshots(self, latest: dict[str, int], actor_type: str | None, actor_id: str | None) -> int:
         """Report snapshots above their actor's latest version, or of actors with no events; how many were checked."""
-        with_snapshot = self.store.snapshot_actor_ids(actor_type)
-        ids = [i for i in with_snapshot if i == actor_id] if actor_id is not None else with_snapshot
+        ids = [actor_id] if actor_id is not None else self.store.snapshot_actor_ids(actor_type)
         checked = 0
         for start in range(0, len(ids), SNAPSHOT_LOOKUP):
             versions = self.store.snapshot_versions(ids[start : start + SNAPSHOT_LOOKUP])
