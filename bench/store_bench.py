@@ -138,6 +138,8 @@ def main() -> None:
             add("raw publish+ack, 100 events (events/s)", m / timed(raw.run, raw.publish_with_expectation(subjects.event_subject(f"rawb-{tag}"), m)))
             actor = f"batch-{tag}"
             add("append 100 events (events/s)", m / timed(lambda: [store.append(actor, [Event(event_type="E", data={"i": i}) for i in range(100)], k * 100) for k in range(20)]))
+            many = [Event(actor_id=f"many{tag}-{a}", event_type="E", version=v, data={"v": v}) for v in range(1, 21) for a in range(100)]
+            add("save_events, 2,000 events of 100 actors (events/s)", len(many) / timed(store.save_events, many))
             add("raw pull fetch(256), 10,000 events (events/s)", 10_000 / timed(raw.run, raw.fetch_all(long_subject)))
             add("get_events, 10,000 events (events/s)", 10_000 / timed(store.get_events, "long-1"))
             print(f"round {r + 1}/{rounds} done", file=sys.stderr)
@@ -158,6 +160,7 @@ def main() -> None:
             ("DeliverLast time / get_latest_version time", med["DeliverLast consumer + fetch(1) (us/op)"] / glv1, ">= 10", med["DeliverLast consumer + fetch(1) (us/op)"] / glv1 >= 10),
             ("get_latest_version 10,000 events / 1 event", glv10k / glv1, "<= 1.3", glv10k / glv1 <= 1.3),
             ("append 100 events/s / raw publish events/s", med["append 100 events (events/s)"] / med["raw publish+ack, 100 events (events/s)"], ">= 3", med["append 100 events (events/s)"] / med["raw publish+ack, 100 events (events/s)"] >= 3),
+            ("save_events events/s / raw publish events/s", med["save_events, 2,000 events of 100 actors (events/s)"] / med["raw publish+ack, 100 events (events/s)"], "-", True),
             ("get_events events/s / raw fetch(256) events/s", med["get_events, 10,000 events (events/s)"] / med["raw pull fetch(256), 10,000 events (events/s)"], ">= 1.5", med["get_events, 10,000 events (events/s)"] / med["raw pull fetch(256), 10,000 events (events/s)"] >= 1.5),
         ]
         for name, value, target, ok in checks:

@@ -22,6 +22,7 @@ from django_eventstore import (
     SnapshotNotFound,
     VersionConflictError,
 )
+from django_eventstore.core.events import encode_event
 from django_eventstore.core.facade import EventStore
 
 GOOD_BODY = '{{"id":"{id}","eventType":"A","actorId":"{actor}","version":{version},"data":{{}},"metadata":{{}},"timestamp":"2026-01-01T00:00:00Z"}}'
@@ -216,6 +217,57 @@ class StoreContract:
         assert store.get_latest_version("fresh-1") == 0
         store.save_event(ev("fresh-1", 1))
         assert [e.version for e in store.get_events("fresh-1")] == [1]
+
+    # ----- save_events: many actors, pipelined -----
+
+    def test_save_events_stores_many_actors_in_the_given_order(self, store):
+        store.save_event(ev("a-1", 1))
+        events = [ev(f"{kind}-{n}", v) for v in range(1, 4) for n in range(1, 60) for kind in ("b", "c")]
+        events.insert(7, ev("a-1", 2))
+        saved = store.save_events(events)
+        assert [(e.actor_id, e.version, e.id) for e in saved] == [(e.actor_id, e.version, e.id) for e in events]
+        positions = [e.position for e in saved]
+        assert positions == list(range(positions[0], positions[0] + len(events)))  # nothing landed between them
+        assert [(e.actor_id, e.version) for e in store.read_all(after_position=positions[0] - 1, limit=len(events))] == [
+            (e.actor_id, e.version) for e in events
+        ]
+        assert store.get_latest_version("a-1") == 2 and store.get_latest_version("c-59") == 3
+        assert store.save_events([]) == []
+
+    def test_save_events_stops_at_the_first_conflict(self, store):
+        store.save_event(ev("a-1", 1))
+        with pytest.raises(VersionConflictError) as conflict:
+            store.save_events([ev("b-1", 1), ev("a-1", 1), ev("c-1", 1)])
+        assert (conflict.value.actor_id, conflict.value.current_version) == ("a-1", 1)
+        assert store.get_latest_version("b-1") == 1  # before it: stored
+        assert store.get_latest_version("c-1") == 0  # after it: not
+
+    def test_save_events_behind_a_stale_cache_is_checked_by_the_server(self, store):
+        store.save_event(ev("a-1", 1))  # cached as version 1
+        foreign = ev("a-1", 2)
+        headers, body = encode_event(foreign)
+        self.publish_raw_subject(store, store.engine.subjects.event_subject("a-1"), body, headers)
+        with pytest.raises(VersionConflictError):
+            store.save_events([ev("b-1", 1), ev("a-1", 2), ev("c-1", 1)])
+        assert [e.id for e in store.get_events("a-1")][-1] == foreign.id
+        assert store.get_latest_version("c-1") == 0
+
+    def test_save_events_again_after_they_were_stored_returns_the_stored_ones(self, store):
+        first = store.save_events([ev("a-1", 1)])
+        assert store.save_events([first[0]]) == first  # a retry of the last write, as save_event settles it
+
+    def test_save_events_from_several_threads_store_everything_once(self, store):
+        """Writers in threads keep moving the stream under each other: every event still lands once, in order."""
+
+        def writer(k):
+            for start in range(0, 40, 10):
+                store.save_events([ev(f"w{k}-{n}", v) for v in range(start + 1, start + 11) for n in range(3)])
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(writer, range(4)))
+        for k in range(4):
+            for n in range(3):
+                assert [e.version for e in store.get_events(f"w{k}-{n}")] == list(range(1, 41))
 
     # ----- snapshots -----
 

@@ -204,7 +204,7 @@ def test_import_keeps_ids_versions_timestamps_and_metadata():
     assert event.timestamp == datetime(2020, 5, 6, 5, 8, 9, 123, tzinfo=timezone.utc)
 
 
-def test_import_batches_long_runs_beyond_the_append_limit():
+def test_import_stores_more_events_than_one_save_events_call_takes():
     out = import_lines(*(line("order-1", v) for v in range(1, 1203)))
     assert "imported 1,202 events" in out
     assert get_store().get_latest_version("order-1") == 1202
@@ -248,6 +248,22 @@ def test_import_refuses_a_conflict_with_the_store():
     with pytest.raises(CommandError, match="line 3: actor 'order-1' version 2 conflicts with the store: stored event id '.+', the file has 'order-1-v2'"):
         import_lines(line("user-1", 1), line("order-1", 1, get_store().get_events("order-1")[0].id), line("order-1", 2))
     assert get_store().get_latest_version("user-1") == 0
+
+
+def test_a_conflict_while_writing_names_its_line_and_keeps_the_lines_before(monkeypatch):
+    from django_eventstore.management.commands import eventstore_import
+
+    check_then_write = eventstore_import.Command.write
+
+    def write_after_another_writer(self, source, plan):
+        get_store().save_event(Event(actor_id="order-2", event_type="Other", version=1))  # lands between the two passes
+        return check_then_write(self, source, plan)
+
+    monkeypatch.setattr(eventstore_import.Command, "write", write_after_another_writer)
+    with pytest.raises(CommandError, match=r"line 3: .*'order-2'.*The lines before it are imported"):
+        import_lines(line("order-1", 1), line("order-2", 1), line("order-3", 1))
+    assert get_store().get_latest_version("order-1") == 1
+    assert get_store().get_latest_version("order-3") == 0
 
 
 def test_import_of_a_missing_file_is_an_error(tmp_path):

@@ -97,6 +97,18 @@ class Backend(Protocol):
         """Atomically store all messages on subject (events stream); the last one's sequence."""
         ...
 
+    async def last_seq(self, stream: str) -> int:
+        """The stream's last sequence (0 when empty)."""
+        ...
+
+    async def publish_pipelined(self, stream: str, messages: list[tuple[str, dict[str, str], bytes, int]], expected_last_seq: int) -> list[PubAck | EventStoreError]:
+        """Publish (subject, headers, body, subject's expected last sequence) in order without waiting for each ack.
+
+        Message i also expects the stream's last sequence to be expected_last_seq + i:
+        once one is refused, none after it is stored. Each message's ack or error.
+        """
+        ...
+
     async def setup(self, dry_run: bool = False) -> list[StreamChange]: ...
 
     async def server_summary(self) -> ServerSummary: ...

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Iterable
 
-from .backend import Backend, DuplicateBatch, RawMsg, WrongLastSequence
+from .backend import Backend, DuplicateBatch, PubAck, RawMsg, WrongLastSequence
 from .errors import EventTooLarge, InvalidEvent, SnapshotNotFound, VersionConflictError
 from .events import (
     ActorPage,
@@ -43,6 +43,7 @@ READ_BATCH = 4096
 MAX_APPEND = 1000  # the server's limit of messages in one atomic batch
 SEEK_FROM = 1024  # skip-ahead by binary search pays from about this many events on
 MAX_PUBLISH_ATTEMPTS = 5
+PIPELINE = 256  # save_events: publishes in flight at once
 MAX_PAGE = 1000  # multi_last answers at most 1,024 subjects
 LISTING_REUSE = 1.0  # seconds a full actor listing may serve actor_types()
 
@@ -97,6 +98,10 @@ class Engine:
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
 
+    def _forget(self, actor_id: str) -> None:
+        with self._cache_lock:
+            self._cache.pop(actor_id, None)
+
     def forget_cache(self) -> None:
         """Start an empty cache (in a forked child too, where another thread may have held the lock)."""
         self._cache, self._cache_lock = OrderedDict(), threading.Lock()
@@ -107,7 +112,10 @@ class Engine:
         return decode_event(actor_id, msg.headers, msg.data, msg.seq)
 
     async def _read_state(self, actor_id: str, subject: str) -> _State:
-        msg = await self.backend.last_msg(EVENTS, subject)
+        return await self._state_from(actor_id, subject, await self.backend.last_msg(EVENTS, subject))
+
+    async def _state_from(self, actor_id: str, subject: str, msg: RawMsg | None) -> _State:
+        """The actor's state from its subject's last message (remembered in the cache)."""
         if msg is None:
             state = _EMPTY
         else:
@@ -190,6 +198,77 @@ class Engine:
             if stored.version == event.version:
                 return stored
         raise InvalidEvent(f"event id {event.id!r} is already used by another stored event (position {seq})")
+
+    async def save_events(self, events: Iterable[Event]) -> list[Event]:
+        """Store events of any actors in the given order, many publishes in flight at once.
+
+        Each publish carries its actor's last sequence and the stream's, so the
+        server checks every version and nothing lands between the events. The
+        first publish it refuses (another writer came in between, a retried
+        event...) goes alone through save_event, which re-reads, settles or
+        raises. The events before an error are stored, none after it.
+        """
+        prepared = []
+        for event in events:
+            check_event(event)
+            headers, body = encode_event(event)
+            self._check_size(headers, body, f"event {event.event_type!r} of actor {event.actor_id!r}")
+            prepared.append((event, self.subjects.event_subject(event.actor_id), headers, body))  # type: ignore[arg-type]
+        saved: list[Event] = []
+        while len(saved) < len(prepared):
+            todo = prepared[len(saved) : len(saved) + PIPELINE]
+            base = await self.backend.last_seq(EVENTS)
+            window = self._pipeline(todo, await self._states(todo), base)
+            acks = await self.backend.publish_pipelined(EVENTS, window, base) if window else []
+            for (event, _, _, _), ack in zip(todo, acks):
+                if not isinstance(ack, PubAck) or ack.duplicate:
+                    break
+                self._remember(event.actor_id, _State(event.version, ack.seq, event.id, ack.seq))  # type: ignore[arg-type]
+                saved.append(replace(event, position=ack.seq))
+            else:
+                if len(window) == len(todo):
+                    continue
+            event = prepared[len(saved)][0]  # refused, or not following the versions known: alone
+            self._forget(event.actor_id)  # type: ignore[arg-type]
+            saved.append(await self.save_event(event))
+        return saved
+
+    async def _states(self, prepared: list[tuple[Event, str, dict[str, str], bytes]]) -> dict[str, _State]:
+        """The state of each actor of the events: from the cache, else one multi_last direct get for all the others."""
+        states: dict[str, _State] = {}
+        missing: dict[str, str] = {}
+        for event, subject, _, _ in prepared:
+            actor_id: str = event.actor_id  # type: ignore[assignment]
+            if actor_id not in states and subject not in missing:
+                state = self._cached(actor_id)
+                if state is None:
+                    missing[subject] = actor_id
+                else:
+                    states[actor_id] = state
+        msgs = await self.backend.last_msgs(EVENTS, list(missing)) if missing else {}
+        for subject, actor_id in missing.items():
+            states[actor_id] = await self._state_from(actor_id, subject, msgs.get(subject))
+        return states
+
+    @staticmethod
+    def _pipeline(prepared: list[tuple[Event, str, dict[str, str], bytes]], states: dict[str, _State], base: int) -> list[tuple[str, dict[str, str], bytes, int]]:
+        """The publishes of the leading events whose versions follow on, each with its subject's expected last sequence.
+
+        An actor's second event in the window expects the position its first
+        gets: base + its index + 1, as the stream's expected sequence holds
+        the window together.
+        """
+        window = []
+        ahead: dict[str, tuple[int, int]] = {}  # actor -> (version, last sequence) once the window before it is stored
+        for i, (event, subject, headers, body) in enumerate(prepared):
+            actor_id: str = event.actor_id  # type: ignore[assignment]
+            state = states[actor_id]
+            version, last_seq = ahead.get(actor_id, (state.version, state.last_seq))
+            if event.version != version + 1:
+                break
+            window.append((subject, headers, body, last_seq))
+            ahead[actor_id] = (event.version, base + i + 1)  # type: ignore[assignment]
+        return window
 
     async def append(self, actor_id: str, events: Iterable[Event], expected_version: int) -> list[Event]:
         validate_actor_id(actor_id)

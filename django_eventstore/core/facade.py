@@ -35,6 +35,13 @@ class EventStore:
     async def asave_event(self, event: Event) -> Event:
         return await self._acall(self.engine.save_event(event))
 
+    def save_events(self, events: Iterable[Event]) -> list[Event]:
+        """Store events of any actors in order, many in flight at once (bulk loads); the events before an error are stored."""
+        return self._call(self.engine.save_events(events))
+
+    async def asave_events(self, events: Iterable[Event]) -> list[Event]:
+        return await self._acall(self.engine.save_events(events))
+
     def append(self, actor_id: str, events: Iterable[Event], expected_version: int) -> list[Event]:
         """Store events atomically as versions expected_version+1...; returns them with positions."""
         return self._call(self.engine.append(actor_id, list(events), expected_version))

@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any, Awaitable, Callable, Coroutine, TypeVar
+from typing import Any, Awaitable, Callable, Coroutine, Iterator, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import nats
@@ -250,28 +250,54 @@ class _Connection:
         u = self.nc.connected_url
         return f"{u.scheme}://{u.hostname}:{u.port}" if u else "nats://(disconnected)"
 
-    def _timed_out(self, future: asyncio.Future[Any]) -> None:
-        if not future.done():
-            future.set_exception(asyncio.TimeoutError())
+    @staticmethod
+    def _time_out(futures: list[asyncio.Future[Any]]) -> None:
+        for future in futures:
+            if not future.done():
+                future.set_exception(asyncio.TimeoutError())
+
+    @contextlib.contextmanager
+    def _errors(self, subject: str, wait: float, payload: bytes) -> Iterator[None]:
+        """Our errors for a request's: no answer in time, too large, a NATS error."""
+        try:
+            yield
+        except asyncio.TimeoutError:
+            raise EventStoreUnavailable(f"NATS did not answer within {wait:g}s ({subject}); servers tried: {self.servers}") from None
+        except nats.errors.MaxPayloadError:
+            raise EventTooLarge(len(payload), self.nc.max_payload) from None
+        except nats.errors.Error as e:
+            raise EventStoreUnavailable(f"NATS error ({e}); servers tried: {self.servers}") from None
 
     async def _roundtrip(self, subject: str, payload: bytes, headers: dict[str, str] | None, batch: _Batch | None, timeout: float | None) -> Msg:
         token = str(next(self.tokens))
         wait = self.timeout if timeout is None else timeout
-        try:
+        with self._errors(subject, wait, payload):
             if in_caller_thread():
                 msg = await self._roundtrip_from_thread(token, subject, payload, headers, batch, wait)
                 if msg is not None:
                     return msg
                 await on_loop()
             return await self._roundtrip_on_loop(token, subject, payload, headers, batch, wait)
-        except asyncio.TimeoutError:
-            raise EventStoreUnavailable(
-                f"NATS did not answer within {wait:g}s ({subject}); servers tried: {self.servers}"
-            ) from None
-        except nats.errors.MaxPayloadError:
-            raise EventTooLarge(len(payload), self.nc.max_payload) from None
-        except nats.errors.Error as e:
-            raise EventStoreUnavailable(f"NATS error ({e}); servers tried: {self.servers}") from None
+
+    async def request_many(self, requests: list[tuple[str, bytes, dict[str, str] | None]]) -> list[Msg]:
+        """Send every request, then wait for all their replies, within TIMEOUT in all (on the loop: one flight)."""
+        await on_loop()
+        tokens: list[str] = []
+        futures: list[asyncio.Future[Msg]] = []
+        timer = self.loop.call_later(self.timeout, self._time_out, futures)
+        try:
+            for subject, payload, headers in requests:
+                with self._errors(subject, self.timeout, payload):
+                    tokens.append(str(next(self.tokens)))
+                    futures.append(self.loop.create_future())
+                    self.pending[tokens[-1]] = futures[-1]
+                    await self.send(subject, payload, self.prefix + tokens[-1], headers)
+            with self._errors(requests[0][0] if requests else "", self.timeout, b""):
+                return [await future for future in futures]
+        finally:
+            timer.cancel()
+            for token in tokens:
+                del self.pending[token]
 
     def _register(self, token: str, future: asyncio.Future[Any] | Blocking, batch: _Batch | None) -> None:
         if batch is None:
@@ -294,7 +320,7 @@ class _Connection:
     async def _roundtrip_on_loop(self, token: str, subject: str, payload: bytes, headers: dict[str, str] | None, batch: _Batch | None, timeout: float) -> Msg:
         future = self.loop.create_future()
         self._register(token, future, batch)
-        timer = self.loop.call_later(timeout, self._timed_out, future)
+        timer = self.loop.call_later(timeout, self._time_out, [future])
         try:
             await self.send(subject, payload, self.prefix + token, headers)
             return await future  # type: ignore[no-any-return]
@@ -309,25 +335,26 @@ class _Connection:
             if isinstance(future, Blocking):
                 future.set_exception(closed_while_running())
 
-    @staticmethod
-    def _answered(subject: str, msg: Msg) -> Msg:
-        if msg.headers and msg.headers.get(_STATUS) == "503":
-            raise _NoResponders(f"nothing answers on {subject}: is JetStream enabled and the stream set up (manage.py eventstore_setup)?")
-        return msg
-
     async def request(self, subject: str, payload: bytes = b"", headers: dict[str, str] | None = None, timeout: float | None = None) -> Msg:
         """The reply (waiting at most timeout, default TIMEOUT); _NoResponders when nothing received the request."""
-        return self._answered(subject, await self._roundtrip(subject, payload, headers, None, timeout))
+        return _answered(subject, await self._roundtrip(subject, payload, headers, None, timeout))
 
     async def request_batch(self, subject: str, payload: bytes, timeout: float | None = None) -> tuple[list[Msg], Msg]:
         """The replies of a batch direct get and its end-of-batch status message."""
         batch = _Batch()
-        end = self._answered(subject, await self._roundtrip(subject, payload, None, batch, timeout))
+        end = _answered(subject, await self._roundtrip(subject, payload, None, batch, timeout))
         return batch.msgs, end
 
     async def api(self, subject: str, request: dict[str, Any] | None = None, timeout: float | None = None) -> dict[str, Any]:
         msg = await self.request(f"{API}.{subject}", json.dumps(request).encode() if request is not None else b"", timeout=timeout)
         return json.loads(msg.data)
+
+
+def _answered(subject: str, msg: Msg) -> Msg:
+    """msg, unless it is the server's "no responders" status: nothing received the request."""
+    if msg.headers and msg.headers.get(_STATUS) == "503":
+        raise _NoResponders(f"nothing answers on {subject}: is JetStream enabled and the stream set up (manage.py eventstore_setup)?")
+    return msg
 
 
 def redact(url: str) -> str:
@@ -656,6 +683,30 @@ class JetStreamBackend:
                 self._raise_publish_error(resp, subject)
             return int(resp["seq"])
         raise AssertionError("empty batch")
+
+    async def last_seq(self, stream: str) -> int:
+        conn = await self._connection()
+        info = await self._api(conn, f"STREAM.INFO.{self.stream_names[stream]}")
+        if "error" in info:
+            raise EventStoreError(f"cannot read stream {self.stream_names[stream]}: {_api_error(info)[1]}")
+        return int((info.get("state") or {}).get("last_seq", 0))
+
+    async def publish_pipelined(self, stream: str, messages: list[tuple[str, dict[str, str], bytes, int]], expected_last_seq: int) -> list[PubAck | EventStoreError]:
+        conn = await self._connection()
+        requests = [
+            (subject, body, {**headers, "Nats-Expected-Last-Sequence": str(expected_last_seq + i), "Nats-Expected-Last-Subject-Sequence": str(subject_seq)})
+            for i, (subject, headers, body, subject_seq) in enumerate(messages)
+        ]
+        results: list[PubAck | EventStoreError] = []
+        for (subject, _, _), msg in zip(requests, await conn.request_many(requests)):
+            try:
+                resp = json.loads(_answered(subject, msg).data)
+                if "error" in resp:
+                    self._raise_publish_error(resp, subject)
+                results.append(PubAck(resp["seq"], bool(resp.get("duplicate"))))
+            except EventStoreError as e:
+                results.append(e)
+        return results
 
     # ----- administration -----
 

@@ -13,6 +13,7 @@ from typing import Any, Coroutine, TypeVar
 
 from .backend import DuplicateBatch, PubAck, RawMsg, ServerSummary, StreamChange, StreamSummary, WrongLastSequence
 from .engine import EVENTS, SNAPSHOTS, Engine
+from .errors import EventStoreError
 from .facade import EventStore
 from .subjects import Subjects, subject_matches
 
@@ -112,6 +113,24 @@ class MemoryBackend:
             for headers, body in messages:
                 seq = s.store(subject, headers, body)
             return seq
+
+    async def last_seq(self, stream: str) -> int:
+        with self._lock:
+            return self.streams[stream].last_seq
+
+    async def publish_pipelined(self, stream: str, messages: list[tuple[str, dict[str, str], bytes, int]], expected_last_seq: int) -> list[PubAck | EventStoreError]:
+        results: list[PubAck | EventStoreError] = []
+        with self._lock:
+            s = self.streams[stream]
+            for i, (subject, headers, body, subject_seq) in enumerate(messages):
+                if s.last_seq != expected_last_seq + i:
+                    results.append(WrongLastSequence(s.last_seq))
+                    continue
+                try:
+                    results.append(run_now(self.publish(stream, subject, headers, body, subject_seq)))
+                except WrongLastSequence as e:
+                    results.append(e)
+        return results
 
     async def setup(self, dry_run: bool = False) -> list[StreamChange]:
         return [StreamChange(s.name, "unchanged") for s in self.streams.values()]
