@@ -239,8 +239,35 @@ class StoreContract:
         with pytest.raises(VersionConflictError) as conflict:
             store.save_events([ev("b-1", 1), ev("a-1", 1), ev("c-1", 1)])
         assert (conflict.value.actor_id, conflict.value.current_version) == ("a-1", 1)
+        assert conflict.value.index == 1 and [e.actor_id for e in conflict.value.saved] == ["b-1"]
         assert store.get_latest_version("b-1") == 1  # before it: stored
         assert store.get_latest_version("c-1") == 0  # after it: not
+
+    def test_save_events_stores_nothing_after_a_refused_event_whatever_lands_meanwhile(self, store):
+        """Another writer's event lands right after the stream position was read: it takes our first event's place."""
+        first = store.save_event(ev("x-1", 1))
+        foreign = ev("x-1", 2, "Foreign")
+        headers, body = encode_event(foreign)
+        read_base = store.backend.last_seq
+
+        async def base_then_a_foreign_write(stream):
+            base = await read_base(stream)
+            store.backend.last_seq = read_base
+            self.publish_raw_subject(store, store.engine.subjects.event_subject("x-1"), body, headers)
+            return base
+
+        store.backend.last_seq = base_then_a_foreign_write
+        with pytest.raises(VersionConflictError) as conflict:
+            store.save_events([ev("x-1", 2), ev("x-1", 3), ev("y-1", 1)])
+        assert (conflict.value.index, conflict.value.saved) == (0, [])
+        assert [e.id for e in store.get_events("x-1")] == [first.id, foreign.id]  # our version 3 is not stacked on it
+        assert store.get_latest_version("y-1") == 0
+
+    def test_save_events_refuses_an_invalid_event_before_storing_anything(self, store):
+        with pytest.raises(InvalidEvent) as invalid:
+            store.save_events([ev("a-1", 1), Event(actor_id="b-1", event_type=" padded", version=1)])
+        assert (invalid.value.index, invalid.value.saved) == (1, [])
+        assert store.get_latest_version("a-1") == 0
 
     def test_save_events_behind_a_stale_cache_is_checked_by_the_server(self, store):
         store.save_event(ev("a-1", 1))  # cached as version 1

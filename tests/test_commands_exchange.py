@@ -260,7 +260,7 @@ def test_a_conflict_while_writing_names_its_line_and_keeps_the_lines_before(monk
         return check_then_write(self, source, plan)
 
     monkeypatch.setattr(eventstore_import.Command, "write", write_after_another_writer)
-    with pytest.raises(CommandError, match=r"line 3: .*'order-2'.*The lines before it are imported"):
+    with pytest.raises(CommandError, match=r"line 2: .*'order-2'.*The lines before it are imported"):
         import_lines(line("order-1", 1), line("order-2", 1), line("order-3", 1))
     assert get_store().get_latest_version("order-1") == 1
     assert get_store().get_latest_version("order-3") == 0

@@ -104,8 +104,9 @@ class Backend(Protocol):
     async def publish_pipelined(self, stream: str, messages: list[tuple[str, dict[str, str], bytes, int]], expected_last_seq: int) -> list[PubAck | EventStoreError]:
         """Publish (subject, headers, body, subject's expected last sequence) in order without waiting for each ack.
 
-        Message i also expects the stream's last sequence to be expected_last_seq + i:
-        once one is refused, none after it is stored. Each message's ack or error.
+        Message i also expects the stream's last sequence to be expected_last_seq + i
+        and, after the first, the stream's last message to be message i - 1 (its
+        Nats-Msg-Id): once one is refused, none after it is stored. Each message's ack or error.
         """
         ...
 

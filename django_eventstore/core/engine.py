@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Iterable
 
 from .backend import Backend, DuplicateBatch, PubAck, RawMsg, WrongLastSequence
-from .errors import EventTooLarge, InvalidEvent, SnapshotNotFound, VersionConflictError
+from .errors import EventStoreError, EventTooLarge, InvalidEvent, SnapshotNotFound, VersionConflictError
 from .events import (
     ActorPage,
     ActorSnapshot,
@@ -44,6 +44,7 @@ MAX_APPEND = 1000  # the server's limit of messages in one atomic batch
 SEEK_FROM = 1024  # skip-ahead by binary search pays from about this many events on
 MAX_PUBLISH_ATTEMPTS = 5
 PIPELINE = 256  # save_events: publishes in flight at once
+PIPELINE_BYTES = 4 * 1024 * 1024  # and their bodies' bytes at most (beyond the first)
 MAX_PAGE = 1000  # multi_last answers at most 1,024 subjects
 LISTING_REUSE = 1.0  # seconds a full actor listing may serve actor_types()
 
@@ -202,35 +203,50 @@ class Engine:
     async def save_events(self, events: Iterable[Event]) -> list[Event]:
         """Store events of any actors in the given order, many publishes in flight at once.
 
-        Each publish carries its actor's last sequence and the stream's, so the
-        server checks every version and nothing lands between the events. The
-        first publish it refuses (another writer came in between, a retried
-        event...) goes alone through save_event, which re-reads, settles or
-        raises. The events before an error are stored, none after it.
+        Every publish carries its actor's last sequence, the stream's, and the
+        id of the publish before it, so the server checks every version and,
+        once it refuses one, stores none after it. The refused event (another
+        writer came in between, a retried event...) goes alone through
+        save_event, which re-reads, settles or raises. On an error, the events
+        before the failing one are stored and none after it: the error's
+        ``index`` is the failing event's place in ``events`` and its ``saved``
+        the events stored (nothing is stored when an event is invalid).
         """
         prepared = []
-        for event in events:
-            check_event(event)
-            headers, body = encode_event(event)
-            self._check_size(headers, body, f"event {event.event_type!r} of actor {event.actor_id!r}")
+        for index, event in enumerate(events):
+            try:
+                check_event(event)
+                headers, body = encode_event(event)
+                self._check_size(headers, body, f"event {event.event_type!r} of actor {event.actor_id!r}")
+            except EventStoreError as e:
+                e.index, e.saved = index, []  # type: ignore[attr-defined]
+                raise
             prepared.append((event, self.subjects.event_subject(event.actor_id), headers, body))  # type: ignore[arg-type]
         saved: list[Event] = []
-        while len(saved) < len(prepared):
-            todo = prepared[len(saved) : len(saved) + PIPELINE]
-            base = await self.backend.last_seq(EVENTS)
-            window = self._pipeline(todo, await self._states(todo), base)
-            acks = await self.backend.publish_pipelined(EVENTS, window, base) if window else []
-            for (event, _, _, _), ack in zip(todo, acks):
-                if not isinstance(ack, PubAck) or ack.duplicate:
-                    break
-                self._remember(event.actor_id, _State(event.version, ack.seq, event.id, ack.seq))  # type: ignore[arg-type]
-                saved.append(replace(event, position=ack.seq))
-            else:
-                if len(window) == len(todo):
-                    continue
-            event = prepared[len(saved)][0]  # refused, or not following the versions known: alone
-            self._forget(event.actor_id)  # type: ignore[arg-type]
-            saved.append(await self.save_event(event))
+        base: int | None = None  # the stream's last sequence, as far as we know
+        try:
+            while len(saved) < len(prepared):
+                todo = prepared[len(saved) : len(saved) + PIPELINE]
+                if base is None:
+                    base = await self.backend.last_seq(EVENTS)
+                window = self._pipeline(todo, await self._states(todo), base)
+                acks = await self.backend.publish_pipelined(EVENTS, window, base) if window else []
+                for (event, _, _, _), ack in zip(todo, acks):
+                    if not isinstance(ack, PubAck) or ack.duplicate:
+                        break
+                    self._remember(event.actor_id, _State(event.version, ack.seq, event.id, ack.seq))  # type: ignore[arg-type]
+                    saved.append(replace(event, position=ack.seq))
+                    base = ack.seq
+                else:
+                    if len(window) == len(todo):
+                        continue
+                for event, _, _, _ in todo:  # refused, or not following what the cache says: read afresh
+                    self._forget(event.actor_id)  # type: ignore[arg-type]
+                saved.append(await self.save_event(prepared[len(saved)][0]))
+                base = None
+        except EventStoreError as e:
+            e.index, e.saved = len(saved), saved  # type: ignore[attr-defined]
+            raise
         return saved
 
     async def _states(self, prepared: list[tuple[Event, str, dict[str, str], bytes]]) -> dict[str, _State]:
@@ -260,11 +276,13 @@ class Engine:
         """
         window = []
         ahead: dict[str, tuple[int, int]] = {}  # actor -> (version, last sequence) once the window before it is stored
+        size = 0
         for i, (event, subject, headers, body) in enumerate(prepared):
             actor_id: str = event.actor_id  # type: ignore[assignment]
             state = states[actor_id]
             version, last_seq = ahead.get(actor_id, (state.version, state.last_seq))
-            if event.version != version + 1:
+            size += len(body)
+            if event.version != version + 1 or (window and size > PIPELINE_BYTES):
                 break
             window.append((subject, headers, body, last_seq))
             ahead[actor_id] = (event.version, base + i + 1)  # type: ignore[assignment]

@@ -292,12 +292,17 @@ class _Connection:
                     futures.append(self.loop.create_future())
                     self.pending[tokens[-1]] = futures[-1]
                     await self.send(subject, payload, self.prefix + tokens[-1], headers)
-            with self._errors(requests[0][0] if requests else "", self.timeout, b""):
-                return [await future for future in futures]
+            replies = []
+            for (subject, _, _), future in zip(requests, futures):
+                with self._errors(subject, self.timeout, b""):
+                    replies.append(await future)
+            return replies
         finally:
             timer.cancel()
-            for token in tokens:
+            for token, future in zip(tokens, futures):
                 del self.pending[token]
+                if future.done() and not future.cancelled():
+                    future.exception()  # retrieved: timed-out futures we did not await log no warning
 
     def _register(self, token: str, future: asyncio.Future[Any] | Blocking, batch: _Batch | None) -> None:
         if batch is None:
@@ -688,15 +693,19 @@ class JetStreamBackend:
         conn = await self._connection()
         info = await self._api(conn, f"STREAM.INFO.{self.stream_names[stream]}")
         if "error" in info:
+            if _api_error(info)[0] == ERR_STREAM_NOT_FOUND:
+                return 0  # the publishes will tell (and AUTO_SETUP create it again)
             raise EventStoreError(f"cannot read stream {self.stream_names[stream]}: {_api_error(info)[1]}")
         return int((info.get("state") or {}).get("last_seq", 0))
 
     async def publish_pipelined(self, stream: str, messages: list[tuple[str, dict[str, str], bytes, int]], expected_last_seq: int) -> list[PubAck | EventStoreError]:
         conn = await self._connection()
-        requests = [
-            (subject, body, {**headers, "Nats-Expected-Last-Sequence": str(expected_last_seq + i), "Nats-Expected-Last-Subject-Sequence": str(subject_seq)})
-            for i, (subject, headers, body, subject_seq) in enumerate(messages)
-        ]
+        requests = []
+        for i, (subject, headers, body, subject_seq) in enumerate(messages):
+            expect = {"Nats-Expected-Last-Sequence": str(expected_last_seq + i), "Nats-Expected-Last-Subject-Sequence": str(subject_seq)}
+            if i:  # chained: a message after a refused one is refused too, whatever else lands meanwhile
+                expect["Nats-Expected-Last-Msg-Id"] = messages[i - 1][1]["Nats-Msg-Id"]
+            requests.append((subject, body, {**headers, **expect}))
         results: list[PubAck | EventStoreError] = []
         for (subject, _, _), msg in zip(requests, await conn.request_many(requests)):
             try:

@@ -123,7 +123,9 @@ class MemoryBackend:
         with self._lock:
             s = self.streams[stream]
             for i, (subject, headers, body, subject_seq) in enumerate(messages):
-                if s.last_seq != expected_last_seq + i:
+                last = s.msgs.get(s.last_seq)
+                last_id = last.headers.get("Nats-Msg-Id") if last is not None and last.headers else None
+                if s.last_seq != expected_last_seq + i or (i and last_id != messages[i - 1][1].get("Nats-Msg-Id")):
                     results.append(WrongLastSequence(s.last_seq))
                     continue
                 try:

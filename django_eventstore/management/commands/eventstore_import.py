@@ -195,9 +195,9 @@ class Command(StoreCommand):
             self.store.save_events([event for _, event in pending])
         except EventStoreUnavailable:
             raise
-        except EventStoreError as e:  # the events before the refused one are stored, none after it
-            line = next((n for n, event in pending if self.store.get_latest_version(event.actor_id) < event.version), pending[0][0])  # type: ignore[arg-type, operator]
-            raise _line_error(line, e) from e
+        except EventStoreError as e:  # save_events says which event failed and how many before it it stored
+            failed, stored = pending[e.index][0], pending[len(e.saved)][0]  # type: ignore[attr-defined]
+            raise _line_error(failed, e, stored) from e
         return len(pending)
 
     def save_snapshot(self, snapshot: ActorSnapshot, line: int) -> int:
@@ -212,8 +212,11 @@ class Command(StoreCommand):
         return 1
 
 
-def _line_error(line: int, error: EventStoreError) -> CommandError:
-    return CommandError(f"line {line}: {error}. The lines before it are imported; importing again skips them.")
+def _line_error(line: int, error: EventStoreError, stored_before: int | None = None) -> CommandError:
+    """The error naming its line; stored_before: the first line not imported, when not that one."""
+    if stored_before is None or stored_before == line:
+        return CommandError(f"line {line}: {error}. The lines before it are imported; importing again skips them.")
+    return CommandError(f"line {line}: {error}. The lines before line {stored_before} are imported; importing again skips them.")
 
 
 @contextlib.contextmanager
