@@ -94,18 +94,22 @@ def test_finds_an_actor_not_starting_at_version_1(nats_url):
     assert f"position {position}  actor 'user-2': version 2 follows version 0: version 1 missing" in out
 
 
+def publish_snapshot(nats_url: str, actor_id: str, version: int) -> None:
+    """A snapshot written behind the store's back (the store itself refuses one ahead of the events)."""
+    snapshot = {"actorId": actor_id, "version": version, "state": {}, "timestamp": "2025-01-01T00:00:00Z", "position": 0}
+    publish_raw(nats_url, get_store().engine.subjects.snapshot_subject(actor_id), json.dumps(snapshot).encode(), {"Es-Version": str(version)})
+
+
 def test_finds_a_snapshot_ahead_of_its_actor(nats_url):
     store_events("order-1", 2)
-    snapshot = {"actorId": "order-1", "version": 9, "state": {}, "timestamp": "2025-01-01T00:00:00Z", "position": 0}
-    publish_raw(nats_url, get_store().engine.subjects.snapshot_subject("order-1"), json.dumps(snapshot).encode(), {"Es-Version": "9"})
+    publish_snapshot(nats_url, "order-1", 9)
     out = find_problems()
     assert "actor 'order-1': snapshot at version 9 is ahead of the latest event, version 2" in out
 
 
 def test_finds_a_snapshot_of_an_actor_without_events(nats_url):
     store_events("order-1", 1)
-    snapshot = {"actorId": "order-7", "version": 3, "state": {}, "timestamp": "2025-01-01T00:00:00Z", "position": 0}
-    publish_raw(nats_url, get_store().engine.subjects.snapshot_subject("order-7"), json.dumps(snapshot).encode(), {"Es-Version": "3"})
+    publish_snapshot(nats_url, "order-7", 3)
     out = find_problems()
     assert "actor 'order-7': snapshot at version 3, but the actor has no events" in out
     assert "in 1 events of 1 actors and 1 snapshots" in out
@@ -158,8 +162,7 @@ def test_json_format_lists_every_kind_of_problem(nats_url):
     malformed = publish_raw(nats_url, subject("order-1"), b"{broken")
     gap = publish_raw(nats_url, subject("order-1"), *raw_event("order-1", 5, "e-5"))
     repeat = publish_raw(nats_url, subject("order-1"), *raw_event("order-1", 5, "e-5b"))
-    snapshot = {"actorId": "order-1", "version": 9, "state": {}, "timestamp": "2025-01-01T00:00:00Z", "position": 0}
-    publish_raw(nats_url, get_store().engine.subjects.snapshot_subject("order-1"), json.dumps(snapshot).encode(), {"Es-Version": "9"})
+    publish_snapshot(nats_url, "order-1", 9)
     problems, err, status = verify_json()
     assert status == 1
     assert "found 4 problems in 4 events of 1 actors and 1 snapshots" in err
