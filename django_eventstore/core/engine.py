@@ -231,15 +231,15 @@ class Engine:
                     base = await self.backend.last_seq(EVENTS)
                 window = self._pipeline(todo, await self._states(todo), base)
                 acks = await self.backend.publish_pipelined(EVENTS, window, base) if window else []
+                stored = 0
                 for (event, _, _, _), ack in zip(todo, acks):
                     if not isinstance(ack, PubAck) or ack.duplicate:
                         break
                     self._remember(event.actor_id, _State(event.version, ack.seq, event.id, ack.seq))  # type: ignore[arg-type]
                     saved.append(replace(event, position=ack.seq))
-                    base = ack.seq
-                else:
-                    if len(window) == len(todo):
-                        continue
+                    base, stored = ack.seq, stored + 1
+                if stored == len(todo):
+                    continue
                 for event, _, _, _ in todo:  # refused, or not following what the cache says: read afresh
                     self._forget(event.actor_id)  # type: ignore[arg-type]
                 saved.append(await self.save_event(prepared[len(saved)][0]))
@@ -274,7 +274,7 @@ class Engine:
         gets: base + its index + 1, as the stream's expected sequence holds
         the window together.
         """
-        window = []
+        window: list[tuple[str, dict[str, str], bytes, int]] = []
         ahead: dict[str, tuple[int, int]] = {}  # actor -> (version, last sequence) once the window before it is stored
         size = 0
         for i, (event, subject, headers, body) in enumerate(prepared):
@@ -285,7 +285,7 @@ class Engine:
             if event.version != version + 1 or (window and size > PIPELINE_BYTES):
                 break
             window.append((subject, headers, body, last_seq))
-            ahead[actor_id] = (event.version, base + i + 1)  # type: ignore[assignment]
+            ahead[actor_id] = (event.version, base + i + 1)
         return window
 
     async def append(self, actor_id: str, events: Iterable[Event], expected_version: int) -> list[Event]:

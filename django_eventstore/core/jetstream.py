@@ -700,7 +700,7 @@ class JetStreamBackend:
 
     async def publish_pipelined(self, stream: str, messages: list[tuple[str, dict[str, str], bytes, int]], expected_last_seq: int) -> list[PubAck | EventStoreError]:
         conn = await self._connection()
-        requests = []
+        requests: list[tuple[str, bytes, dict[str, str] | None]] = []
         for i, (subject, headers, body, subject_seq) in enumerate(messages):
             expect = {"Nats-Expected-Last-Sequence": str(expected_last_seq + i), "Nats-Expected-Last-Subject-Sequence": str(subject_seq)}
             if i:  # chained: a message after a refused one is refused too, whatever else lands meanwhile
