@@ -230,8 +230,8 @@ class _Connection:
         return transport if isinstance(transport, _SharedTcpTransport) and transport.ready() else None
 
     def _write_from_thread(self, subject: str, payload: bytes, reply: str, headers: dict[str, str] | None) -> bool:
-        transport = self._shared_transport()
-        return transport is not None and transport.write_from_thread(self._command(subject, payload, reply, headers), self.loop)
+        transport = self.nc._transport  # whether it is ready, write_from_thread checks under its lock
+        return isinstance(transport, _SharedTcpTransport) and transport.write_from_thread(self._command(subject, payload, reply, headers), self.loop)
 
     async def send(self, subject: str, payload: bytes, reply: str = "", headers: dict[str, str] | None = None) -> None:
         """Publish, straight onto the socket when nothing is queued (from a sync caller's thread too), else through nats-py."""
