@@ -1,5 +1,7 @@
 """django-eventstore: event sourcing for Django on NATS JetStream."""
 
+from typing import TYPE_CHECKING
+
 from .core.errors import (
     EventStoreError,
     EventStoreUnavailable,
@@ -7,9 +9,13 @@ from .core.errors import (
     InvalidActorId,
     InvalidEvent,
     SnapshotNotFound,
+    StreamSetupError,
     VersionConflictError,
 )
-from .core.events import ActorPage, ActorSnapshot, ActorSummary, Event, MalformedMessage, ReadResult
+if TYPE_CHECKING:
+    from .core.facade import EventStore
+
+from .core.events import ActorPage, ActorSnapshot, ActorSummary, Event, FeedBatch, MalformedMessage, ReadResult
 
 __all__ = [
     "get_store",
@@ -18,6 +24,7 @@ __all__ = [
     "ActorSummary",
     "ActorPage",
     "ReadResult",
+    "FeedBatch",
     "MalformedMessage",
     "EventStoreError",
     "VersionConflictError",
@@ -26,10 +33,11 @@ __all__ = [
     "InvalidEvent",
     "EventTooLarge",
     "EventStoreUnavailable",
+    "StreamSetupError",
 ]
 
 
-def get_store():  # type: ignore[no-untyped-def]
+def get_store() -> "EventStore":
     """The process-wide store configured from settings.EVENTSTORE (imports Django lazily)."""
     from .store import get_store as _get_store
 

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class EventStoreError(Exception):
-    """Base class of every error the store raises."""
+    """Base class of every error the store raises.
+
+    ``save_events`` sets ``index`` (the failing event's place in its input) and
+    ``saved`` (the events stored before it) on the errors it raises; elsewhere
+    they are None.
+    """
+
+    index: int | None = None
+    saved: list[Any] | None = None
 
 
 class VersionConflictError(EventStoreError):
@@ -48,3 +58,12 @@ class EventTooLarge(InvalidEvent):
 
 class EventStoreUnavailable(EventStoreError):
     """NATS could not be reached, or did not answer, within TIMEOUT."""
+
+
+class StreamSetupError(EventStoreError):
+    """The streams are missing or configured so that the store cannot use them (``eventstore_setup`` fixes it)."""
+
+    def __init__(self, stream: str, problem: str):
+        self.stream = stream
+        self.problem = problem
+        super().__init__(problem)

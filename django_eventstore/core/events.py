@@ -121,6 +121,19 @@ class ReadResult:
     errors: list[MalformedMessage]
 
 
+@dataclass(slots=True)
+class FeedBatch:
+    """One step of ``store.subscribe``: new events in stream order, and how far the feed has read.
+
+    ``position`` is the stream position the feed has looked at, past events it
+    skipped (other actor types, malformed messages), so a reader can checkpoint
+    it. An empty ``events`` list comes after ``idle_timeout`` with nothing new.
+    """
+
+    events: list[Event]
+    position: int
+
+
 class Malformed(Exception):
     """Raised by the decoders; carries the reason a message is not well-formed."""
 
