@@ -448,3 +448,85 @@ class StoreContract:
     def test_bad_arguments_are_invalid_event_errors(self, store, call):
         with pytest.raises(InvalidEvent):
             call(store)
+
+    # ----- the live feed -----
+
+    def test_subscribe_catches_up_then_waits_for_new_events(self, store):
+        first = store.save_event(ev("order-1", 1))
+        feed = store.subscribe(0, idle_timeout=5)
+        try:
+            batch = next(feed)
+            assert [e.id for e in batch.events] == [first.id] and batch.position == first.position
+            saver = threading.Timer(0.2, lambda: store.save_event(ev("order-2", 1)))
+            saver.start()
+            batch = next(feed)  # woken by the save, well before idle_timeout
+            saver.join()
+            assert [e.actor_id for e in batch.events] == ["order-2"]
+            assert batch.position == store.last_position()
+        finally:
+            feed.close()
+
+    def test_subscribe_gives_an_empty_batch_when_idle(self, store):
+        store.save_event(ev("order-1", 1))
+        feed = store.subscribe(store.last_position(), idle_timeout=0.2)
+        try:
+            batch = next(feed)
+            assert batch.events == [] and batch.position == store.last_position()
+        finally:
+            feed.close()
+
+    def test_subscribe_filters_actor_types_and_moves_past_the_others(self, store):
+        store.save_event(ev("order-1", 1))
+        store.save_event(ev("user-1", 1))
+        store.save_event(ev("invoice-1", 1))
+        store.save_event(ev("order-2", 1))
+        feed = store.subscribe(0, actor_types=["order", "invoice"], batch_size=10, idle_timeout=0.2)
+        try:
+            batch = next(feed)
+            assert [e.actor_id for e in batch.events] == ["order-1", "invoice-1", "order-2"]
+            assert batch.position == store.last_position()
+        finally:
+            feed.close()
+        only = store.subscribe(0, actor_types=["user"], idle_timeout=0.2)
+        try:
+            assert [e.actor_id for e in next(only).events] == ["user-1"]
+        finally:
+            only.close()
+
+    def test_subscribe_pages_by_batch_size_and_skips_malformed(self, store):
+        for v in range(1, 6):
+            store.save_event(ev("order-1", v))
+        bad = self.publish_raw(store, "order-1", b"not json")
+        store.save_event(ev("order-1", 6))
+        feed = store.subscribe(0, batch_size=2, idle_timeout=0.2)
+        try:
+            seen, position = [], 0
+            while position < store.last_position():
+                batch = next(feed)
+                seen += [e.version for e in batch.events]
+                position = batch.position
+            assert seen == [1, 2, 3, 4, 5, 6] and position > bad
+        finally:
+            feed.close()
+
+    def test_async_subscribe(self, store):
+        async def go():
+            feed = store.asubscribe(0, idle_timeout=5)
+            try:
+                waiting = asyncio.ensure_future(feed.__anext__())
+                await asyncio.sleep(0.05)
+                await store.asave_event(ev("order-1", 1))
+                batch = await asyncio.wait_for(waiting, 4)
+                return [e.actor_id for e in batch.events]
+            finally:
+                await feed.aclose()
+
+        assert asyncio.run(go()) == ["order-1"]
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [{"after_position": -1}, {"batch_size": 0}, {"batch_size": 10**6}, {"idle_timeout": 0}, {"actor_types": "order"}, {"actor_types": []}],
+    )
+    def test_subscribe_bad_arguments(self, store, kwargs):
+        with pytest.raises(InvalidEvent):
+            next(store.subscribe(**kwargs))

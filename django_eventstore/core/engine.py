@@ -20,6 +20,7 @@ from .events import (
     ActorPage,
     ActorSnapshot,
     Event,
+    FeedBatch,
     Malformed,
     MalformedMessage,
     ReadResult,
@@ -461,6 +462,42 @@ class Engine:
         for err in result.errors:
             log.warning("skipping malformed message at position %s on %s: %s", err.position, err.subject, err.reason)
         return result.events
+
+    # ----- the live feed -----
+
+    def feed_filter(self, actor_types: list[str] | None) -> tuple[str, frozenset[str] | None]:
+        """The subject filter a feed reads, and the actor types to keep client-side (None: all it reads)."""
+        if actor_types is None:
+            return self.subjects.events_filter(), None
+        if isinstance(actor_types, str) or not all(isinstance(t, str) and t for t in actor_types) or not actor_types:
+            raise InvalidEvent(f"actor_types must be a non-empty list of actor type names or None, got {actor_types!r}")
+        types = frozenset(actor_types)
+        if len(types) == 1:
+            return self.subjects.events_filter(next(iter(types))), None
+        return self.subjects.events_filter(), types
+
+    async def feed_step(self, position: int, subject_filter: str, types: frozenset[str] | None, batch_size: int) -> FeedBatch | None:
+        """The events after position (at most batch_size messages read), or None when nothing new is stored."""
+        msgs, _ = await self.backend.next_msgs(EVENTS, subject_filter, position + 1, batch_size)
+        if not msgs:
+            return None
+        events = []
+        for msg in msgs:
+            try:
+                actor_id = self.subjects.actor_id_of(msg.subject)
+                if types is not None and actor_type_of(actor_id) not in types:
+                    continue
+                events.append(self._decode(actor_id, msg))
+            except (Malformed, ValueError) as e:
+                log.warning("skipping malformed message at position %s on %s: %s", msg.seq, msg.subject, e)
+        return FeedBatch(events, msgs[-1].seq)
+
+    async def wait_for_new(self, subject_filter: str, position: int, timeout: float) -> bool:
+        """Wait until a message after position may be stored on the filter (True), or timeout passed (False)."""
+        return await self.backend.wait_for_messages(EVENTS, subject_filter, position, timeout)
+
+    async def last_position(self) -> int:
+        return await self.backend.last_seq(EVENTS)
 
     # ----- snapshots -----
 

@@ -6,11 +6,13 @@ Subclasses say how a coroutine of the engine is run: on the portal loop
 
 from __future__ import annotations
 
-from typing import Any, Coroutine, Iterable, TypeVar
+from typing import Any, AsyncIterator, Coroutine, Iterable, Iterator, TypeVar
 
 from .backend import ServerSummary, StreamChange
+from .engine import READ_BATCH as MAX_FEED_BATCH
 from .engine import Engine
-from .events import ActorPage, ActorSnapshot, Event, ReadResult
+from .errors import InvalidEvent
+from .events import ActorPage, ActorSnapshot, Event, FeedBatch, ReadResult
 
 T = TypeVar("T")
 
@@ -26,6 +28,14 @@ class EventStore:
 
     async def _acall(self, coro: Coroutine[Any, Any, T]) -> T:
         raise NotImplementedError
+
+    def _call_waiting(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Like _call, for a coroutine that may wait long (the live feed's wait for new events)."""
+        return self._call(coro)
+
+    async def _acall_waiting(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Like _acall, for a coroutine that may wait long (the live feed's wait for new events)."""
+        return await self._acall(coro)
 
     # --- writes ---
     def save_event(self, event: Event) -> Event:
@@ -130,6 +140,53 @@ class EventStore:
 
     async def aread_all_with_errors(self, after_position: int = 0, limit: int = 100, *, actor_type: str | None = None, actor_id: str | None = None) -> ReadResult:
         return await self._acall(self.engine.read_all_with_errors(after_position, limit, actor_type=actor_type, actor_id=actor_id))
+
+    # --- the live feed ---
+    def subscribe(self, after_position: int = 0, *, actor_types: list[str] | None = None, batch_size: int = 500, idle_timeout: float = 1.0) -> Iterator[FeedBatch]:
+        """Events after a position in stream order, waiting for new ones; never ends by itself (close() it).
+
+        Each step is a FeedBatch: the events (only of ``actor_types`` when given)
+        and the position read up to. An empty batch comes after ``idle_timeout``
+        seconds with nothing new, so a loop can check whether to stop.
+        """
+        subject_filter, types, position = self._feed_args(after_position, actor_types, batch_size, idle_timeout)
+        while True:
+            batch = self._call(self.engine.feed_step(position, subject_filter, types, batch_size))
+            if batch is None:
+                if self._call_waiting(self.engine.wait_for_new(subject_filter, position, idle_timeout)):
+                    continue
+                batch = FeedBatch([], position)
+            position = batch.position
+            yield batch
+
+    async def asubscribe(self, after_position: int = 0, *, actor_types: list[str] | None = None, batch_size: int = 500, idle_timeout: float = 1.0) -> AsyncIterator[FeedBatch]:
+        """The async twin of subscribe."""
+        subject_filter, types, position = self._feed_args(after_position, actor_types, batch_size, idle_timeout)
+        while True:
+            batch = await self._acall(self.engine.feed_step(position, subject_filter, types, batch_size))
+            if batch is None:
+                if await self._acall_waiting(self.engine.wait_for_new(subject_filter, position, idle_timeout)):
+                    continue
+                batch = FeedBatch([], position)
+            position = batch.position
+            yield batch
+
+    def _feed_args(self, after_position: int, actor_types: list[str] | None, batch_size: int, idle_timeout: float) -> tuple[str, frozenset[str] | None, int]:
+        if type(after_position) is not int or after_position < 0:
+            raise InvalidEvent(f"after_position must be an int >= 0, got {after_position!r}")
+        if type(batch_size) is not int or not 1 <= batch_size <= MAX_FEED_BATCH:
+            raise InvalidEvent(f"batch_size must be an int from 1 to {MAX_FEED_BATCH}, got {batch_size!r}")
+        if not isinstance(idle_timeout, (int, float)) or isinstance(idle_timeout, bool) or not 0 < idle_timeout <= 3600:
+            raise InvalidEvent(f"idle_timeout must be a number of seconds above 0 (at most 3600), got {idle_timeout!r}")
+        subject_filter, types = self.engine.feed_filter(actor_types)
+        return subject_filter, types, after_position
+
+    def last_position(self) -> int:
+        """The position (stream sequence) of the last stored event, 0 when none."""
+        return self._call(self.engine.last_position())
+
+    async def alast_position(self) -> int:
+        return await self._acall(self.engine.last_position())
 
     # --- administration ---
     def setup(self, dry_run: bool = False) -> list[StreamChange]:

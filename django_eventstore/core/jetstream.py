@@ -176,6 +176,21 @@ class _ReplyQueue(asyncio.Queue):  # type: ignore[type-arg]
         self._dispatch(msg)
 
 
+class _Doorbell:
+    """A plain NATS subscription on a subject filter that wakes the live feed's waiters when a message is stored.
+
+    The feed reads with direct gets (no consumer on the server); this only tells it when to read again.
+    """
+
+    def __init__(self) -> None:
+        self.waiters: set[asyncio.Future[None]] = set()
+
+    async def ring(self, msg: Msg) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
 class _Connection:
     """One nats-py connection and the inbox multiplexer over it.
 
@@ -195,6 +210,15 @@ class _Connection:
         self.pending: dict[str, asyncio.Future[Any] | Blocking | _Batch] = {}
         self.tokens = itertools.count()
         self.loop = asyncio.get_running_loop()
+        self.doorbells: dict[str, _Doorbell] = {}
+
+    async def doorbell(self, subject_filter: str) -> _Doorbell:
+        """The doorbell of a subject filter, subscribed on first use for the connection's life."""
+        bell = self.doorbells.get(subject_filter)
+        if bell is None:
+            bell = self.doorbells[subject_filter] = _Doorbell()
+            await self.nc.subscribe(subject_filter, cb=bell.ring)
+        return bell
 
     async def start(self) -> None:
         sub = await self.nc.subscribe(self.prefix + "*", pending_bytes_limit=0)
@@ -630,6 +654,24 @@ class JetStreamBackend:
             offset += len(page)
             if not page or offset >= int(resp.get("total", 0)):
                 return out
+
+    async def wait_for_messages(self, stream: str, subject_filter: str, after_seq: int, timeout: float) -> bool:
+        conn = await self._connection()
+        await on_loop()
+        bell = await conn.doorbell(subject_filter)
+        waiter: asyncio.Future[None] = conn.loop.create_future()
+        bell.waiters.add(waiter)
+        try:
+            msgs, _ = await self.next_msgs(stream, subject_filter, after_seq + 1, 1)  # stored before the bell listened?
+            if msgs:
+                return True
+            try:
+                await asyncio.wait_for(waiter, timeout)
+            except asyncio.TimeoutError:
+                return False
+            return True
+        finally:
+            bell.waiters.discard(waiter)
 
     # ----- writes -----
 

@@ -7,6 +7,7 @@ batches), so the same engine, and the same contract suite, runs over it.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import threading
 from typing import Any, Coroutine, TypeVar
@@ -21,8 +22,9 @@ T = TypeVar("T")
 
 
 class _MemoryStream:
-    def __init__(self, name: str, subjects: list[str], max_msgs_per_subject: int = -1):
+    def __init__(self, name: str, subjects: list[str], changed: threading.Condition, max_msgs_per_subject: int = -1):
         self.name = name
+        self.changed = changed  # notified on every stored message (the live feed waits on it)
         self.subject_filters = subjects
         self.max_per_subject = max_msgs_per_subject
         self.msgs: dict[int, RawMsg] = {}
@@ -43,6 +45,7 @@ class _MemoryStream:
         msg_id = headers.get("Nats-Msg-Id")
         if msg_id:
             self.msg_ids[msg_id] = seq
+        self.changed.notify_all()
         return seq
 
     def last_for(self, subject: str) -> int:
@@ -57,9 +60,10 @@ class MemoryBackend:
 
     def __init__(self, subjects: Subjects, stream: str = "EVENTSTORE", snapshots_keep: int = 1):
         self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
         self.streams = {
-            EVENTS: _MemoryStream(stream, [subjects.events_filter()]),
-            SNAPSHOTS: _MemoryStream(f"{stream}_SNAPSHOTS", [subjects.snapshots_filter()], snapshots_keep),
+            EVENTS: _MemoryStream(stream, [subjects.events_filter()], self._changed),
+            SNAPSHOTS: _MemoryStream(f"{stream}_SNAPSHOTS", [subjects.snapshots_filter()], self._changed, snapshots_keep),
         }
 
     async def last_msg(self, stream: str, subject: str) -> RawMsg | None:
@@ -134,6 +138,16 @@ class MemoryBackend:
                     results.append(e)
         return results
 
+    async def wait_for_messages(self, stream: str, subject_filter: str, after_seq: int, timeout: float) -> bool:
+        """Blocks the calling thread (the memory store runs its waits off the event loop)."""
+        s = self.streams[stream]
+
+        def stored() -> bool:
+            return any(subject_matches(subject_filter, s.msgs[q].subject) for q in range(s.last_seq, after_seq, -1) if q in s.msgs)
+
+        with self._changed:
+            return self._changed.wait_for(stored, timeout)
+
     async def setup(self, dry_run: bool = False) -> list[StreamChange]:
         return [StreamChange(s.name, "unchanged") for s in self.streams.values()]
 
@@ -195,3 +209,9 @@ class MemoryEventStore(EventStore):
 
     async def _acall(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._call(coro)
+
+    def _call_waiting(self, coro: Coroutine[Any, Any, T]) -> T:
+        return run_now(coro)  # without the store's lock: writers must get in while this waits
+
+    async def _acall_waiting(self, coro: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.to_thread(run_now, coro)  # the wait blocks a thread, not the caller's loop
