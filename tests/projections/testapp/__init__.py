@@ -1,0 +1,1 @@
+"""A tiny app with read models and projections, for the projection tests (in this process and in runner subprocesses)."""
