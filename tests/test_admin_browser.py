@@ -1,9 +1,9 @@
-"""The Actors admin driven in headless Chromium (Debian's browser) against a live server and real NATS."""
+"""The Actors admin driven in headless Chromium (the system's or Playwright's) against a live server and real NATS."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from django.contrib.auth.models import User
@@ -11,7 +11,6 @@ from playwright.sync_api import Browser, expect, sync_playwright
 
 from django_eventstore import ActorSnapshot, Event, get_store
 
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -26,9 +25,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def browser() -> Iterator[Browser]:
+def browser(chromium_executable: str) -> Iterator[Browser]:
+    """Headless Chromium (skipped where there is none, see conftest.chromium_executable)."""
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium_executable, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 

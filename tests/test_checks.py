@@ -14,6 +14,8 @@ from django.test import override_settings
 from django_eventstore.checks import VALIDATORS
 from django_eventstore.conf import DEFAULTS
 
+pytestmark = pytest.mark.without_nats  # system checks never touch the network
+
 UNREACHABLE = {"SERVERS": ["nats://127.0.0.1:1"]}
 
 

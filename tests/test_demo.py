@@ -23,7 +23,7 @@ from demo_project.bank.management.commands.demo import Command
 from demo_project.bank.seed import seed_missing
 from django_eventstore import get_store
 from django_eventstore.embedded import running_server, stop_embedded_server
-from django_eventstore.testing import free_port, wait_for_port
+from django_eventstore.nats_process import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCOUNTS = 30
@@ -118,6 +118,7 @@ def check_demo(demo: Demo) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.without_nats  # the demo runs its own embedded server
 def test_demo_serves_the_bank_admin_and_api_then_reuses_its_data(tmp_path):
     data_dir = tmp_path / "demo-data"
     nats_dir = data_dir / "eventstore"
@@ -147,6 +148,7 @@ def test_demo_serves_the_bank_admin_and_api_then_reuses_its_data(tmp_path):
     assert "Sample data already there" in second and "login: admin / admin" in second
 
 
+@pytest.mark.without_nats
 def test_demo_refuses_a_busy_port_before_starting_anything(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -210,6 +212,7 @@ def test_demo_interrupted_while_seeding_says_the_next_run_finishes_it(monkeypatc
     assert command.stdout._out.getvalue().endswith("Seeding sample accounts: 25/40\nSeeding interrupted: the next run writes the accounts still missing.\n")
 
 
+@pytest.mark.without_nats
 def test_demo_refuses_a_negative_number_of_accounts():
     with pytest.raises(CommandError, match="--accounts -1"):
         call_command(Command(), "--accounts", "-1", "--addrport", "127.0.0.1:1")

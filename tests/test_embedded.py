@@ -11,6 +11,8 @@ from django_eventstore import Event, EventStoreUnavailable
 from django_eventstore.embedded import ensure_embedded_server, running_server, stop_embedded_server
 from django_eventstore.store import get_store
 
+pytestmark = pytest.mark.without_nats  # each test starts the embedded server it needs
+
 
 @pytest.fixture
 def embedded_dir(tmp_path):
