@@ -16,9 +16,10 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_safe
 
-from . import EventStoreError, EventStoreUnavailable, get_store
+from . import EventStoreError, EventStoreUnavailable, StreamSetupError, get_store
 from . import admin_views as pages
 from .models import Actor
+from .store import explain
 
 TEMPLATES = "django_eventstore/admin/"
 
@@ -68,8 +69,9 @@ class ActorAdmin(admin.ModelAdmin):
         try:
             context.update(build())
         except EventStoreError as e:
-            context["error"] = e
+            context["error"] = explain(e)
             context["unavailable"] = isinstance(e, EventStoreUnavailable)
+            context["not_set_up"] = isinstance(e, StreamSetupError)
             return TemplateResponse(request, TEMPLATES + "store_error.html", context, status=503)
         return TemplateResponse(request, TEMPLATES + template, context)
 
@@ -81,7 +83,7 @@ class ActorAdmin(admin.ModelAdmin):
 
     def actor_view(self, request: HttpRequest, token: str) -> HttpResponse:
         def build() -> dict[str, Any]:
-            actor_id = pages.actor_id_from_token(token)
+            actor_id = pages.actor_id_of(token)
             return {"page": pages.actor_page(get_store(), actor_id, request.GET), "title": f"Actor {actor_id}"}
 
         return self._render(request, "actor.html", "Actor", build)

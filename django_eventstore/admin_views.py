@@ -7,7 +7,6 @@ return plain objects; ``admin.py`` checks permissions and renders them.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -15,30 +14,21 @@ from django.core.paginator import Paginator
 from django.http import Http404, QueryDict
 from django.utils.http import urlencode
 
-from . import ActorSnapshot, ActorSummary, Event, MalformedMessage, SnapshotNotFound
+from . import ActorSnapshot, ActorSummary, Event, InvalidActorId, MalformedMessage, SnapshotNotFound
+from .actor_urls import actor_id_from_segment, actor_segment
 from .core.facade import EventStore
-from .core.subjects import decode_token, encode_token, validate_actor_id
 
-ACTORS_PER_PAGE = 100
+ACTORS_PER_PAGE = 100  # as the admin's list_per_page
 EVENTS_PER_PAGE = 50
 RAW_PREVIEW_CHARS = 4000
-TYPES_TTL = 30.0  # seconds the sidebar's list of actor types is reused (listing 100,000 subjects takes ~0.4 s)
 
 
-def actor_token(actor_id: str) -> str:
-    """The URL path segment of an actor: the subject encoding (``~XX`` for every byte outside ``[A-Za-z0-9_-]``)."""
-    return encode_token(actor_id)
-
-
-def actor_id_from_token(token: str) -> str:
-    """Invert actor_token; Http404 for a segment it cannot have produced (``~41`` for ``A``, ``~2f`` for ``~2F``)."""
+def actor_id_of(segment: str) -> str:
+    """The actor id of the URL segment; Http404 for a segment no actor has (``~41`` for ``A``, ``~2f`` for ``~2F``)."""
     try:
-        actor_id = validate_actor_id(decode_token(token))
-    except (ValueError, UnicodeDecodeError) as e:  # InvalidActorId is a ValueError too
-        raise Http404(f"no actor has the URL segment {token!r}") from e
-    if actor_token(actor_id) != token:
-        raise Http404(f"no actor has the URL segment {token!r}")
-    return actor_id
+        return actor_id_from_segment(segment)
+    except InvalidActorId as e:
+        raise Http404(f"no actor has the URL segment {segment!r}") from e
 
 
 def pretty_json(value: Any) -> str:
@@ -68,27 +58,6 @@ def positive_int(params: QueryDict, name: str) -> int | None:
 
 
 # ----- the actor list -----
-
-
-class TypesCache:
-    """The actor types of the last store asked, reused for TYPES_TTL seconds (one slot: one store per process)."""
-
-    def __init__(self) -> None:
-        self._entry: tuple[EventStore, float, list[str]] | None = None
-
-    def get(self, store: EventStore) -> list[str]:
-        entry = self._entry
-        if entry is not None and entry[0] is store and time.monotonic() < entry[1]:
-            return entry[2]
-        types = store.actor_types()
-        self._entry = (store, time.monotonic() + TYPES_TTL, types)
-        return types
-
-    def clear(self) -> None:
-        self._entry = None
-
-
-types_cache = TypesCache()
 
 
 @dataclass
@@ -131,13 +100,13 @@ def actor_list(store: EventStore, params: QueryDict, actor_url: Callable[[str], 
         (n, "" if n == Paginator.ELLIPSIS else query_string(kept, p=n if n != 1 else None))
         for n in paginator.get_elided_page_range(page)
     ]
-    types = set(types_cache.get(store)).union(a.actor_type for a in listing.actors)
+    types = set(store.actor_types()).union(a.actor_type for a in listing.actors)  # the store reuses a listing made within a second
     if actor_type:
         types.add(actor_type)
     choices = [Choice("All", query_string(kept, type=None), not actor_type)]
     choices += [Choice(t, query_string(kept, type=t), t == actor_type) for t in sorted(types)]
     return ActorList(
-        rows=[ActorRow(a, actor_url(actor_token(a.actor_id))) for a in listing.actors],
+        rows=[ActorRow(a, actor_url(actor_segment(a.actor_id))) for a in listing.actors],
         total=listing.total,
         page=page,
         page_count=paginator.num_pages,

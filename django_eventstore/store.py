@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from .conf import get_config
+from .core.errors import EventStoreError, EventStoreUnavailable, StreamSetupError
 from .core.facade import EventStore
 
 _lock = threading.Lock()
 _store: EventStore | None = None
 
 
-def build_store(config: dict) -> EventStore:
+def build_store(config: dict[str, Any]) -> EventStore:
     """A new store for a configuration (the shape of ``conf.get_config()``)."""
     if config["BACKEND"] == "memory":
         from .core.memory import MemoryEventStore
@@ -64,3 +66,14 @@ def reset_store() -> None:
             store.close()
         except Exception:  # noqa: BLE001 - a store that cannot reach NATS has nothing to close
             pass
+
+
+SETUP_HINT = "Run `manage.py eventstore_setup` (or leave AUTO_SETUP on)."
+SERVERS_HINT = "Check settings.EVENTSTORE['SERVERS'] (and TIMEOUT), or start a local server with `manage.py eventstore_server`."
+
+
+def explain(error: EventStoreError) -> str:
+    """A store error for people (commands, admin): the core's message and, where one helps, what to do about it."""
+    hint = SETUP_HINT if isinstance(error, StreamSetupError) else SERVERS_HINT if isinstance(error, EventStoreUnavailable) else ""
+    text = str(error).rstrip(". ")
+    return f"{text}. {hint}" if hint else str(error)

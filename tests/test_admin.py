@@ -13,7 +13,8 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from django_eventstore import ActorSnapshot, Event, get_store
-from django_eventstore.admin_views import actor_token, cluster_text
+from django_eventstore.actor_urls import actor_segment
+from django_eventstore.admin_views import cluster_text
 from tests.conftest import publish_raw
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +24,7 @@ OVERVIEW = "admin:django_eventstore_actor_overview"
 
 
 def actor_url(actor_id: str) -> str:
-    return reverse("admin:django_eventstore_actor_actor", args=[actor_token(actor_id)])
+    return reverse("admin:django_eventstore_actor_actor", args=[actor_segment(actor_id)])
 
 
 def add_events(actor_id: str, count: int, event_type: str = "Happened", start: int = 0) -> None:
@@ -383,6 +384,23 @@ def test_odd_actor_ids_link_and_load(admin_client):
         assert versions_in(page.content.decode()) == ["1", "2"]
 
 
+HOSTILE = ["a/b", "a%2Fb", "..", ".", "a b", "é", "?#", "stream/overview"]
+
+
+def test_hostile_ids_link_and_load_with_the_same_segment_as_the_api(admin_client):
+    for actor in HOSTILE:
+        add_events(actor, 1)
+    html = admin_client.get(reverse(CHANGELIST)).content.decode()
+    links = {html_lib.unescape(name): href for href, name in re.findall(r'<th class="field-actor_id"><a href="([^"]*)">([^<]*)</a>', html)}
+    assert sorted(links) == sorted(HOSTILE)
+    for actor, href in links.items():
+        segment = href.rstrip("/").rsplit("/", 1)[1]
+        assert segment == actor_segment(actor) and "/" not in segment and "%" not in segment and segment not in (".", "..")
+        page = admin_client.get(href).content.decode()
+        assert f'<dd id="actor-id">{escape(actor)}</dd>' in page
+        assert admin_client.get(f"/api/eventstore/actors/{segment}/").json()["actor_id"] == actor
+
+
 def test_script_in_ids_types_and_data_renders_as_text(admin_client):
     evil = "<script>alert(1)</script>"
     actor = f"{evil}-1"
@@ -488,3 +506,21 @@ def test_sidebar_shows_the_types_on_the_page_even_while_the_type_list_is_reused(
     again = admin_client.get(reverse(CHANGELIST)).content.decode()
     assert actor_ids_in(again) == ["order-1", "user-1"]
     assert re.findall(r'<a href="\?type=([^"]*)">', again) == ["order", "user"]
+
+
+def test_sidebar_lists_a_new_type_at_once_from_the_stores_listing(admin_client):
+    add_events("a-1", 1)
+    assert re.findall(r'<a href="\?q=a&amp;type=([^"]*)">', admin_client.get(reverse(CHANGELIST), {"q": "a"}).content.decode()) == ["a"]
+    add_events("zz-1", 1)  # not on the page searched below: only a fresh listing of all actors knows its type
+    html = admin_client.get(reverse(CHANGELIST), {"q": "a"}).content.decode()
+    assert actor_ids_in(html) == ["a-1"]
+    assert re.findall(r'<a href="\?q=a&amp;type=([^"]*)">', html) == ["a", "zz"]
+
+
+def test_streams_not_set_up_page_says_how_to_set_them_up(admin_client, settings):
+    settings.EVENTSTORE = {**settings.EVENTSTORE, "AUTO_SETUP": False}
+    response = admin_client.get(actor_url("order-1"))
+    assert response.status_code == 503
+    html = html_lib.unescape(response.content.decode())
+    assert "The event store's streams are not set up." in html
+    assert "Run `manage.py eventstore_setup` (or leave AUTO_SETUP on)." in html

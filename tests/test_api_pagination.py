@@ -73,8 +73,8 @@ def test_events_of_an_actor_page_by_from_version(admin_client: Client, thousand_
 
 def test_next_links_re_escape_the_actor_id(admin_client: Client) -> None:
     get_store().append("a/b ü", [Event(event_type="Step") for _ in range(3)], expected_version=0)
-    pages = follow(admin_client, API + "actors/a%2Fb%20%C3%BC/events/", {"limit": 2})
-    assert pages[0]["next"] == "http://testserver/api/eventstore/actors/a%2Fb%20%C3%BC/events/?from_version=2&limit=2"
+    pages = follow(admin_client, API + "actors/a~2Fb~20~C3~BC/events/", {"limit": 2})
+    assert pages[0]["next"] == "http://testserver/api/eventstore/actors/a~2Fb~20~C3~BC/events/?from_version=2&limit=2"
     assert [e["version"] for p in pages for e in p["results"]] == [1, 2, 3]
 
 

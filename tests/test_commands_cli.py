@@ -38,8 +38,9 @@ def test_unreachable_server_exits_1_without_traceback(tmp_path):
     done = cli(tmp_path, {"SERVERS": [f"nats://127.0.0.1:{port}"], "TIMEOUT": 1}, "eventstore_status")
     assert done.returncode == 1
     last = done.stderr.splitlines()[-1]  # after the store's logged connection warnings
-    assert last.startswith(f"CommandError: could not connect to NATS within 1.0s; servers tried: nats://127.0.0.1:{port}")
-    assert last.endswith("Check settings.EVENTSTORE['SERVERS'] (and TIMEOUT), or start a local server with manage.py eventstore_server.")
+    assert last.startswith("CommandError: could not connect to NATS within 1")
+    assert f"servers tried: nats://127.0.0.1:{port}" in last
+    assert last.endswith(". Check settings.EVENTSTORE['SERVERS'] (and TIMEOUT), or start a local server with `manage.py eventstore_server`.")
     assert "Traceback" not in done.stderr and done.stdout == ""
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -26,9 +26,12 @@ from .. import (
     InvalidActorId,
     InvalidEvent,
     SnapshotNotFound,
+    StreamSetupError,
     VersionConflictError,
 )
+from ..actor_urls import actor_segment
 from ..conf import get_config
+from ..store import SETUP_HINT
 
 log = logging.getLogger("django_eventstore")
 
@@ -120,13 +123,11 @@ _STATUS: list[tuple[type[EventStoreError], int]] = [
     (InvalidActorId, status.HTTP_400_BAD_REQUEST),
     (InvalidEvent, status.HTTP_400_BAD_REQUEST),
     (EventStoreUnavailable, status.HTTP_503_SERVICE_UNAVAILABLE),
-    (EventStoreError, status.HTTP_503_SERVICE_UNAVAILABLE),  # last: any other store error, e.g. a stream not set up
+    (EventStoreError, status.HTTP_503_SERVICE_UNAVAILABLE),  # last: any other store error, e.g. streams not set up
 ]
 UNAVAILABLE = "The event store is unavailable: NATS could not be reached. Try again later."
-NOT_ANSWERING = (
-    "The event store could not answer the request: its streams may not be set up (manage.py eventstore_setup) "
-    "or JetStream may be unavailable. The server's log has the details."
-)
+NOT_SET_UP = f"The event store could not answer the request: its streams are not set up. {SETUP_HINT}"
+NOT_ANSWERING = "The event store could not answer the request. The server's log has the details."
 
 
 def error_body(exc: EventStoreError) -> dict[str, Any]:
@@ -142,6 +143,8 @@ def error_body(exc: EventStoreError) -> dict[str, Any]:
         return {"actor_id": [str(exc)]}
     if isinstance(exc, EventStoreUnavailable):
         return {"detail": UNAVAILABLE}  # the store's message names the servers, maybe with credentials
+    if isinstance(exc, StreamSetupError):
+        return {"detail": NOT_SET_UP}
     if isinstance(exc, (SnapshotNotFound, InvalidEvent)):
         return {"detail": str(exc)}
     return {"detail": NOT_ANSWERING}  # the message of a plain store error is about internals (subjects, server replies)
@@ -167,15 +170,15 @@ def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None
 # ----- links -----
 
 
-def api_url(request: Request, name: str) -> str:
+def api_url(request: Request, name: str, *args: str) -> str:
     """The path of one of the API's named routes, under the namespace it was mounted with."""
     namespace = request.resolver_match.namespace if request.resolver_match else ""
-    return reverse(f"{namespace}:{name}" if namespace else name)
+    return reverse(f"{namespace}:{name}" if namespace else name, args=args)
 
 
-def actor_url(request: Request, actor_id: str, kind: str = "") -> str:
-    """The path of an actor's resource, the id escaped (``/`` as ``%2F``)."""
-    return api_url(request, "actor-list") + quote(actor_id, safe="") + "/" + (f"{kind}/" if kind else "")
+def actor_url(request: Request, name: str, actor_id: str) -> str:
+    """The path of one of an actor's named routes, the id encoded as URLs carry it."""
+    return api_url(request, name, actor_segment(actor_id))
 
 
 def next_link(request: Request, path: str, params: dict[str, Any]) -> str:

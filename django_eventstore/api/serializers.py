@@ -11,11 +11,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-MAX_LIMIT = 1000
-DEFAULT_LIMIT = 100
-MAX_EVENTS_PER_POST = 1000  # the server's limit of messages in one atomic batch
-MAX_EVENT_TYPE_LENGTH = 256
-MAX_EVENT_ID_LENGTH = 128
+from ..core.limits import DEFAULT_PAGE, MAX_EVENT_ID_LENGTH, MAX_EVENT_TYPE_LENGTH, MAX_PAGE
+
 MAX_INTEGER = 2**53 - 1  # the largest integer every JSON client reads exactly (and far inside NATS's uint64 sequences)
 
 
@@ -108,7 +105,7 @@ class SnapshotInputSerializer(ActorBodySerializer):
 
 
 def _limit() -> serializers.IntegerField:
-    return BoundedIntegerField(min_value=1, max_value=MAX_LIMIT, default=DEFAULT_LIMIT, help_text=f"Page size, 1 to {MAX_LIMIT}.")
+    return BoundedIntegerField(min_value=1, max_value=MAX_PAGE, default=DEFAULT_PAGE, help_text=f"Page size, 1 to {MAX_PAGE}.")
 
 
 class ActorListQuery(serializers.Serializer):

@@ -1,23 +1,21 @@
-"""Mount with ``path("api/eventstore/", include("django_eventstore.api.urls"))``; routes in DESIGN section 8."""
+"""Mount with ``path("api/eventstore/", include("django_eventstore.api.urls"))``.
+
+An actor's routes take its id as one path segment, encoded as ``actor_urls`` says (``a/b`` as ``a~2Fb``).
+"""
 
 from django.urls import path
 
 from . import views
-from .routing import ACTOR, actor_patterns
 from .schema import SchemaView
 
 app_name = "django_eventstore"
 
 urlpatterns = [
     path("actors/", views.ActorListView.as_view(), name="actor-list"),
-    *actor_patterns(
-        {
-            ACTOR: views.ActorDetailView.as_view(),
-            "events": views.ActorEventsView.as_view(),
-            "version": views.ActorVersionView.as_view(),
-            "snapshot": views.ActorSnapshotView.as_view(),
-        }
-    ),
+    path("actors/<str:actor_id>/", views.ActorDetailView.as_view(), name="actor-detail"),
+    path("actors/<str:actor_id>/events/", views.ActorEventsView.as_view(), name="actor-events"),
+    path("actors/<str:actor_id>/version/", views.ActorVersionView.as_view(), name="actor-version"),
+    path("actors/<str:actor_id>/snapshot/", views.ActorSnapshotView.as_view(), name="actor-snapshot"),
     path("events/", views.EventFeedView.as_view(), name="event-list"),
     path("schema/", SchemaView.as_view(), name="schema"),
 ]

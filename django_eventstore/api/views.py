@@ -1,4 +1,4 @@
-"""The REST API's views (DESIGN section 8). Each one talks to the store through ``get_store()``."""
+"""The REST API's views. Each one talks to the store through ``get_store()``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -19,11 +19,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import ActorSnapshot, Event, VersionConflictError, get_store
+from ..actor_urls import ENCODING, actor_id_from_segment
 from ..core.facade import EventStore
+from ..core.limits import MAX_APPEND
 from ..core.subjects import actor_type
+from ..paging import read_pages
 from . import serializers as s
 from .http import NestingJSONParser, actor_url, api_url, check_if_match, etag, handle_exception, json_body, next_link, not_modified, permission_classes
-from .routing import SUBRESOURCES, ambiguous
 
 TAGS = ["eventstore"]
 ERRORS: dict[int, Any] = {
@@ -37,7 +39,7 @@ NOT_MODIFIED = OpenApiResponse(None, "If-None-Match names the current version.")
 PRECONDITION_FAILED = OpenApiResponse(s.ErrorSerializer, "If-Match does not name the latest version.")
 TOO_LARGE = OpenApiResponse(s.ErrorSerializer, "The body or an event is larger than the server accepts.")
 CONFLICT = OpenApiResponse(s.ConflictSerializer, "Version conflict: another writer got there first, or the version leaves a gap.")
-ACTOR_ID = OpenApiParameter("actor_id", str, OpenApiParameter.PATH, description="The actor id, URL-encoded (`a/b` as `a%2Fb`).")
+ACTOR_ID = OpenApiParameter("actor_id", str, OpenApiParameter.PATH, description=f"The actor id as one path segment: {ENCODING}.")
 
 
 def etag_header(*codes: int) -> OpenApiParameter:
@@ -101,19 +103,13 @@ def _actor(actor_id: str, latest_version: int, snapshot_version: int | None) -> 
 
 
 class ActorView(StoreView):
-    """Base of the views about one actor; ``self.actor_id`` is the decoded id of the URL."""
+    """Base of the views about one actor; ``self.actor_id`` is the decoded id of the URL (400 when it is not one)."""
 
     actor_id: str
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
-        actor_id = kwargs["actor_id"]
-        if not kwargs["exact_path"] and ambiguous(actor_id):
-            endings = ", ".join(f"/{k}" for k in SUBRESOURCES)
-            raise ValidationError(
-                {"actor_id": [f"{actor_id!r} cannot be told apart from a sub-resource: this server does not pass the raw path, so ids ending in {endings} are refused."]}
-            )
-        self.actor_id = actor_id
+        self.actor_id = actor_id_from_segment(kwargs["actor_id"])
 
     def preconditions(self, request: Request) -> None:
         """Honour If-Match (412 unless it names the latest version); costs one read only when sent."""
@@ -153,7 +149,7 @@ class ActorEventsView(ActorView):
             return cached
         events = self.store.get_events(self.actor_id, q["from_version"], limit=q["limit"] + 1)
         page, more = events[: q["limit"]], len(events) > q["limit"]
-        link = more and next_link(request, actor_url(request, self.actor_id, "events"), {"from_version": page[-1].version, "limit": q["limit"]})
+        link = more and next_link(request, actor_url(request, "actor-events", self.actor_id), {"from_version": page[-1].version, "limit": q["limit"]})
         return Response({"results": [e.to_dict() for e in page], "next": link or None}, headers={"ETag": etag(version)})
 
     @document(
@@ -167,7 +163,7 @@ class ActorEventsView(ActorView):
         body = json_body(request)
         many = isinstance(body, list)
         serializer = s.EventInputSerializer(
-            data=body, many=many, context={"actor_id": self.actor_id}, **({"max_length": s.MAX_EVENTS_PER_POST, "allow_empty": False} if many else {})
+            data=body, many=many, context={"actor_id": self.actor_id}, **({"max_length": MAX_APPEND, "allow_empty": False} if many else {})
         )
         serializer.is_valid(raise_exception=True)
         self.preconditions(request)
@@ -250,12 +246,8 @@ class EventFeedView(StoreView):
     def get(self, request: Request) -> Response:
         """Events of all actors in global (stream) order, after a position; malformed messages skipped."""
         q = _query(request, s.EventFeedQuery)
-        read = self.store.read_all_with_errors(q["after"], q["limit"] + 1, actor_type=q.get("type"))
-        positions = sorted([e.position for e in read.events] + [m.position for m in read.errors])  # type: ignore[misc]
-        if len(positions) > q["limit"]:
-            last = positions[q["limit"] - 1]
-            events = [e for e in read.events if e.position <= last]  # type: ignore[operator]
-            link = next_link(request, api_url(request, "event-list"), {"after": last, "type": q.get("type"), "limit": q["limit"]})
-        else:
-            events, link = read.events, None
-        return Response({"results": [e.to_dict() for e in events], "next": link})
+        page = next(read_pages(self.store, q["after"], page_size=q["limit"], actor_type=q.get("type")), None)
+        if page is None:
+            return Response({"results": [], "next": None})
+        link = page.more and next_link(request, api_url(request, "event-list"), {"after": page.position, "type": q.get("type"), "limit": q["limit"]})
+        return Response({"results": [e.to_dict() for e in page.events], "next": link or None})

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_eventstore import EventStoreError, EventStoreUnavailable, ReadResult, get_store
+from django_eventstore import EventStoreError, EventStoreUnavailable, StreamSetupError, get_store
+from django_eventstore.store import explain
 
 if TYPE_CHECKING:
     from django_eventstore.core.facade import EventStore
 
-SCAN_PAGE = 1000
+STORE_TROUBLE = (EventStoreUnavailable, StreamSetupError)  # errors about the store itself, never about a command's input
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
@@ -55,12 +56,8 @@ class StoreCommand(BaseCommand):
         self.verbosity = options["verbosity"]
         try:
             self.run(*args, **options)
-        except EventStoreUnavailable as e:
-            raise CommandError(
-                f"{e}. Check settings.EVENTSTORE['SERVERS'] (and TIMEOUT), or start a local server with manage.py eventstore_server."
-            ) from e
         except EventStoreError as e:
-            raise CommandError(str(e)) from e
+            raise CommandError(explain(e)) from e
 
     def run(self, *args: Any, **options: Any) -> None:
         raise NotImplementedError
@@ -90,27 +87,6 @@ class StoreCommand(BaseCommand):
         self.stdout.write(line(headers), style_func=self.style.MIGRATE_HEADING)
         for row in cells:
             self.stdout.write(line(row))
-
-    # ----- scans -----
-
-    def scan(self, *, actor_type: str | None = None, actor_id: str | None = None, upto: int | None = None) -> Iterator[ReadResult]:
-        """Pages of the events stream in stream order (optionally one type or actor), up to position ``upto``."""
-        position = 0
-        while True:
-            page = self.store.read_all_with_errors(position, SCAN_PAGE, actor_type=actor_type, actor_id=actor_id)
-            if upto is not None:
-                page = ReadResult([e for e in page.events if e.position <= upto], [m for m in page.errors if m.position <= upto])
-            positions = [e.position for e in page.events] + [m.position for m in page.errors]
-            if not positions:
-                return
-            yield page
-            position = max(positions)
-            if upto is not None and position >= upto:
-                return
-
-    def last_position(self) -> int:
-        """The events stream's last sequence now: where a scan stops, and the progress bar's end."""
-        return self.store.server_summary().streams[0].last_seq
 
 
 class Progress:

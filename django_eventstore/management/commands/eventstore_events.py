@@ -8,8 +8,9 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from django_eventstore import Event, ReadResult
+from django_eventstore import Event, MalformedMessage
 from django_eventstore.management.base import StoreCommand, int_at_least, to_json
+from django_eventstore.paging import read_pages
 
 
 def positive_seconds(text: str) -> float:
@@ -49,35 +50,37 @@ class Command(StoreCommand):
         if not result.events and not result.errors and not follow and self.store.get_latest_version(actor_id) == 0:
             raise CommandError(f"actor {actor_id!r} has no events (list the actors with manage.py eventstore_actors)")
         if format == "json":
-            self.report_malformed(result)
+            self.report_malformed(result.errors)
             self.write_json([e.to_dict() for e in result.events])
             return
         if format == "table":
             self.write_row([name for name, _ in self.COLUMNS], self.style.MIGRATE_HEADING)
-        version, position = self.show(result, format, from_version, 0)
+        version, position = self.show(result.events, result.errors, format, from_version, 0)
         if follow:
             self.note(f"following actor {actor_id!r} from version {version}; Ctrl-C to stop", 2)
             try:
                 while not self.stop.wait(poll_interval):
-                    result = self.store.get_events_with_errors(actor_id, version, after_position=position)
-                    version, position = self.show(result, format, version, position)
+                    for page in read_pages(self.store, position, actor_id=actor_id):
+                        version, position = self.show(page.events, page.errors, format, version, page.position)
             except KeyboardInterrupt:
                 self.note("stopped")
 
-    def show(self, result: ReadResult, format: str, version: int, position: int) -> tuple[int, int]:
-        """Write the events (and warn of malformed messages); the last version and position seen."""
-        self.report_malformed(result)
-        for event in result.events:
+    def show(self, events: list[Event], errors: list[MalformedMessage], format: str, version: int, position: int) -> tuple[int, int]:
+        """Write the events above ``version`` (and warn of malformed messages); the last version and position seen."""
+        self.report_malformed(errors)
+        for event in events:
+            if event.version <= version:  # type: ignore[operator]
+                continue
             if format == "jsonl":
                 self.stdout.write(to_json(event.to_dict()))
             else:
                 self.write_row(self.cells(event))
+            version = event.version  # type: ignore[assignment]
         self.stdout.flush()
-        positions = [position] + [e.position for e in result.events] + [m.position for m in result.errors]
-        return (result.events[-1].version if result.events else version), max(positions)  # type: ignore[return-value]
+        return version, max([position] + [e.position or 0 for e in events] + [m.position for m in errors])
 
-    def report_malformed(self, result: ReadResult) -> None:
-        for bad in result.errors:
+    def report_malformed(self, errors: list[MalformedMessage]) -> None:
+        for bad in errors:
             self.stderr.write(f"malformed message at position {bad.position} skipped: {bad.reason} (see manage.py eventstore_verify)")
 
     @staticmethod

@@ -11,10 +11,11 @@ from typing import Any, Callable, Iterator
 from django.core.management.base import CommandError, CommandParser
 
 from django_eventstore import SnapshotNotFound
+from django_eventstore.core.limits import MAX_PAGE
 from django_eventstore.management.base import Progress, StoreCommand
 from django_eventstore.management.exchange import event_line, snapshot_line
+from django_eventstore.paging import read_pages
 
-SNAPSHOT_LOOKUP = 1000  # actors per batched snapshot-version lookup
 Write = Callable[[str], Any]
 
 
@@ -68,16 +69,16 @@ class Command(StoreCommand):
         """Write the events up to the stream's current end; each exported actor's last version."""
         self.events = 0
         latest: dict[str, int] = {}
-        upto = self.last_position()
+        upto = self.store.last_position()
         progress = Progress(self, upto, "exporting")
-        for page in self.scan(actor_type=actor_type, actor_id=actor_id, upto=upto):
+        for page in read_pages(self.store, actor_type=actor_type, actor_id=actor_id, upto=upto):
             for bad in page.errors:
                 self.stderr.write(f"skipped malformed message at position {bad.position} on {bad.subject}: {bad.reason}")
             if page.events:
                 write("".join(event_line(e) + "\n" for e in page.events))
                 latest.update((e.actor_id, e.version) for e in page.events)  # type: ignore[misc]
                 self.events += len(page.events)
-            progress.update(max([e.position for e in page.events] + [m.position for m in page.errors]), self.events)  # type: ignore[type-var]
+            progress.update(page.position, self.events)
         progress.finish(self.events)
         return latest
 
@@ -85,8 +86,8 @@ class Command(StoreCommand):
         """Write the latest snapshot of each exported actor that has one (not ahead of its exported events)."""
         ids = sorted(latest)
         written = 0
-        for start in range(0, len(ids), SNAPSHOT_LOOKUP):
-            for actor_id in sorted(self.store.snapshot_versions(ids[start : start + SNAPSHOT_LOOKUP])):
+        for start in range(0, len(ids), MAX_PAGE):
+            for actor_id in sorted(self.store.snapshot_versions(ids[start : start + MAX_PAGE])):
                 try:
                     snapshot = self.store.get_latest_snapshot(actor_id)
                 except SnapshotNotFound:

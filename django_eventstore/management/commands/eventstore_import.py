@@ -20,8 +20,8 @@ from typing import IO, Any, Iterator
 
 from django.core.management.base import CommandError, CommandParser
 
-from django_eventstore import ActorSnapshot, Event, EventStoreError, EventStoreUnavailable, SnapshotNotFound
-from django_eventstore.management.base import Progress, StoreCommand
+from django_eventstore import ActorSnapshot, Event, EventStoreError, SnapshotNotFound
+from django_eventstore.management.base import STORE_TROUBLE, Progress, StoreCommand
 from django_eventstore.management.exchange import FormatError, parse_line
 
 CHUNK = 1000  # events handed to one save_events call
@@ -193,7 +193,7 @@ class Command(StoreCommand):
             return 0
         try:
             self.store.save_events([event for _, event in pending])
-        except EventStoreUnavailable:
+        except STORE_TROUBLE:
             raise
         except EventStoreError as e:  # save_events says which event failed and how many before it it stored
             failed, stored = pending[e.index][0], pending[len(e.saved)][0]  # type: ignore[attr-defined]
@@ -221,10 +221,10 @@ def _line_error(line: int, error: EventStoreError, stored_before: int | None = N
 
 @contextlib.contextmanager
 def _at_line(line: int) -> Iterator[None]:
-    """A store error while writing a line becomes a CommandError naming it (unreachable NATS stays as it is)."""
+    """A store error while writing a line becomes a CommandError naming it (trouble with the store itself stays as it is)."""
     try:
         yield
-    except EventStoreUnavailable:
+    except STORE_TROUBLE:
         raise
     except EventStoreError as e:
         raise _line_error(line, e) from e

@@ -6,9 +6,9 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from django_eventstore.core.limits import MAX_PAGE
 from django_eventstore.management.base import Progress, StoreCommand
-
-SNAPSHOT_LOOKUP = 1000  # actors per batched snapshot-version lookup
+from django_eventstore.paging import read_pages
 
 
 class Command(StoreCommand):
@@ -52,9 +52,9 @@ class Command(StoreCommand):
     def check_events(self, actor_type: str | None, actor_id: str | None) -> dict[str, int]:
         """Scan in stream order; report malformed messages and version jumps. Each actor's last version seen."""
         latest: dict[str, int] = {}
-        upto = self.last_position()
+        upto = self.store.last_position()
         progress = Progress(self, upto, "verifying")
-        for page in self.scan(actor_type=actor_type, actor_id=actor_id, upto=upto):
+        for page in read_pages(self.store, actor_type=actor_type, actor_id=actor_id, upto=upto):
             for bad in page.errors:
                 self.problem("malformed_message", bad.position, f"malformed message: {bad.reason}", subject=bad.subject)
             self.events += len(page.events)
@@ -64,7 +64,7 @@ class Command(StoreCommand):
                     kind = "version_gap" if event.version > previous + 1 else "version_out_of_order"  # type: ignore[operator]
                     self.problem(kind, event.position, _jump(previous, event.version), actor_id=event.actor_id)  # type: ignore[arg-type]
                 latest[event.actor_id] = max(previous, event.version)  # type: ignore[index, type-var]
-            progress.update(max([e.position for e in page.events] + [m.position for m in page.errors]), len(latest))  # type: ignore[type-var]
+            progress.update(page.position, len(latest))
         progress.finish(len(latest))
         return latest
 
@@ -72,8 +72,8 @@ class Command(StoreCommand):
         """Report snapshots above their actor's latest version, or of actors with no events; how many were checked."""
         ids = [actor_id] if actor_id is not None else self.store.snapshot_actor_ids(actor_type)
         checked = 0
-        for start in range(0, len(ids), SNAPSHOT_LOOKUP):
-            versions = self.store.snapshot_versions(ids[start : start + SNAPSHOT_LOOKUP])
+        for start in range(0, len(ids), MAX_PAGE):
+            versions = self.store.snapshot_versions(ids[start : start + MAX_PAGE])
             checked += len(versions)
             for snapshot_actor, version in sorted(versions.items()):
                 if snapshot_actor not in latest:
