@@ -26,8 +26,8 @@ from typing import Any, Awaitable, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import django  # noqa: E402
-from django.conf import settings  # noqa: E402
+import django
+from django.conf import settings
 
 CONCURRENCY = 16
 
@@ -122,8 +122,8 @@ def measure(n: int, rounds: int) -> list[tuple[str, float, float]]:
     for _ in range(rounds):
         tag = uuid.uuid4().hex[:6]
         samples = {
-            "POST event (WSGI test client)": rate(n, lambda: post_events(f"api-{tag}")),
-            "store.save_event": rate(n, lambda: save_events(f"store-{tag}")),
+            "POST event (WSGI test client)": rate(n, lambda tag=tag: post_events(f"api-{tag}")),
+            "store.save_event": rate(n, lambda tag=tag: save_events(f"store-{tag}")),
             "GET version (WSGI test client)": rate(n, get_versions),
             "GET version (ASGI AsyncClient, 16 in flight)": async_rate(n, aget_version),
             "store.get_latest_version": rate(n, read_versions),

@@ -12,6 +12,7 @@ from .core.errors import (
     StreamSetupError,
     VersionConflictError,
 )
+
 if TYPE_CHECKING:
     from .core.facade import EventStore
 

@@ -186,8 +186,8 @@ class Aggregate:
         if snapshot is not None:
             try:
                 self.store.save_snapshot(snapshot)
-            except EventStoreError:
-                self._snapshot_failed(snapshot)
+            except EventStoreError as e:
+                self._snapshot_failed(snapshot, e)
         return stored
 
     async def asave(self) -> list[Event]:
@@ -199,8 +199,8 @@ class Aggregate:
         if snapshot is not None:
             try:
                 await self.store.asave_snapshot(snapshot)
-            except EventStoreError:
-                self._snapshot_failed(snapshot)
+            except EventStoreError as e:
+                self._snapshot_failed(snapshot, e)
         return stored
 
     def _saved(self, stored: list[Event]) -> ActorSnapshot | None:
@@ -212,9 +212,9 @@ class Aggregate:
             return ActorSnapshot(actor_id=self.actor_id, version=self.version, state=self.get_state())
         return None
 
-    def _snapshot_failed(self, snapshot: ActorSnapshot) -> None:
+    def _snapshot_failed(self, snapshot: ActorSnapshot, error: EventStoreError) -> None:
         """Only log it: the events are stored, and a later save past a multiple tries again."""
-        log.warning("could not save the snapshot of %r at version %s", self.actor_id, snapshot.version, exc_info=True)
+        log.warning("could not save the snapshot of %r at version %s", self.actor_id, snapshot.version, exc_info=error)
 
     # --- optimistic concurrency ---
 

@@ -7,5 +7,4 @@ class EventStoreConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401 - registers the system checks
-        from . import conf  # noqa: F401 - connects the setting_changed receiver
+        from . import checks, conf  # noqa: F401 - importing registers the system checks and the setting_changed receiver

@@ -21,8 +21,8 @@
 from __future__ import annotations
 
 import os
-from difflib import get_close_matches
 import re
+from difflib import get_close_matches
 from typing import Any, Callable
 from urllib.parse import urlsplit
 

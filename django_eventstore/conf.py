@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -25,7 +25,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_config() -> dict[str, Any]:
     """The effective configuration: DEFAULTS updated with ``settings.EVENTSTORE``."""
     user = getattr(settings, "EVENTSTORE", None) or {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from django_eventstore.management.base import to_json
 from .conftest import publish_raw
 from .test_commands import run, store_events
 
-T0 = datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=timezone.utc)
+T0 = datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=UTC)
 
 
 def sample_data(n: int) -> dict:
@@ -76,7 +76,16 @@ def import_lines(*lines: str, dry_run: bool = False) -> str:
 
 
 def line(actor_id: str, version: int, event_id: str | None = None, **fields) -> str:
-    doc = {"id": event_id or f"{actor_id}-v{version}", "event_type": "Made", "actor_id": actor_id, "version": version, "data": {"v": version}, "metadata": {}, "timestamp": "2025-01-01T00:00:00Z", "position": None}
+    doc = {
+        "id": event_id or f"{actor_id}-v{version}",
+        "event_type": "Made",
+        "actor_id": actor_id,
+        "version": version,
+        "data": {"v": version},
+        "metadata": {},
+        "timestamp": "2025-01-01T00:00:00Z",
+        "position": None,
+    }
     return to_json({**doc, **fields})
 
 
@@ -120,7 +129,7 @@ def test_export_of_an_unknown_actor_is_an_error(tmp_path):
 
 
 def test_export_into_a_missing_directory_is_an_error(tmp_path):
-    with pytest.raises(CommandError, match="cannot write .*no/such/x.jsonl: No such file or directory"):
+    with pytest.raises(CommandError, match=r"cannot write .*no/such/x.jsonl: No such file or directory"):
         run("eventstore_export", str(tmp_path / "no" / "such" / "x.jsonl"))
 
 
@@ -201,7 +210,7 @@ def test_import_keeps_ids_versions_timestamps_and_metadata():
     import_lines(line("cart-5", 1, "abc", metadata={"user": "zoë"}, timestamp="2020-05-06T07:08:09.000123+02:00"))
     event = get_store().get_events("cart-5")[0]
     assert (event.id, event.version, event.metadata) == ("abc", 1, {"user": "zoë"})
-    assert event.timestamp == datetime(2020, 5, 6, 5, 8, 9, 123, tzinfo=timezone.utc)
+    assert event.timestamp == datetime(2020, 5, 6, 5, 8, 9, 123, tzinfo=UTC)
 
 
 def test_import_stores_more_events_than_one_save_events_call_takes():
@@ -226,7 +235,10 @@ def test_import_stores_more_events_than_one_save_events_call_takes():
         ([line("order-1", 1), line("order-1", 3)], r"line 3: actor 'order-1' version 3 follows version 1 \(line 2\)"),
         ([line("order-1", 2)], "line 2: actor 'order-1' version 2 would leave a gap: the store has versions up to 0"),
         ([line("order-1", 1, "same"), line("order-2", 1, "same")], "line 3: event id 'same' is also used on line 2"),
-        ([line("order-1", 1), to_json({"kind": "snapshot", "actor_id": "order-1", "version": 2, "state": {}, "timestamp": "2025-01-01T00:00:00Z"})], "line 3: snapshot of actor 'order-1' at version 2 is ahead of its events"),
+        (
+            [line("order-1", 1), to_json({"kind": "snapshot", "actor_id": "order-1", "version": 2, "state": {}, "timestamp": "2025-01-01T00:00:00Z"})],
+            "line 3: snapshot of actor 'order-1' at version 2 is ahead of its events",
+        ),
     ],
     ids=["json", "array", "unknown-field", "missing-fields", "kind", "version", "data", "timestamp", "naive-timestamp", "actor-id", "order", "gap", "duplicate-id", "snapshot-ahead"],
 )
@@ -245,7 +257,7 @@ def test_import_refuses_a_line_that_is_not_utf8(tmp_path):
 
 def test_import_refuses_a_conflict_with_the_store():
     store_events("order-1", 2)
-    with pytest.raises(CommandError, match="line 3: actor 'order-1' version 2 conflicts with the store: stored event id '.+', the file has 'order-1-v2'"):
+    with pytest.raises(CommandError, match=r"line 3: actor 'order-1' version 2 conflicts with the store: stored event id '.+', the file has 'order-1-v2'"):
         import_lines(line("user-1", 1), line("order-1", 1, get_store().get_events("order-1")[0].id), line("order-1", 2))
     assert get_store().get_latest_version("user-1") == 0
 
@@ -267,7 +279,7 @@ def test_a_conflict_while_writing_names_its_line_and_keeps_the_lines_before(monk
 
 
 def test_import_of_a_missing_file_is_an_error(tmp_path):
-    with pytest.raises(CommandError, match="cannot read .*nope.jsonl: No such file or directory"):
+    with pytest.raises(CommandError, match=r"cannot read .*nope.jsonl: No such file or directory"):
         run("eventstore_import", str(tmp_path / "nope.jsonl"))
 
 
