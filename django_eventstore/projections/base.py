@@ -56,9 +56,7 @@ class Projection:
             for attr, value in vars(klass).items():
                 for event_type in getattr(value, _HANDLES, ()):
                     if event_type in own and own[event_type] != attr:
-                        raise ImproperlyConfigured(
-                            f"{klass.__qualname__}: event type {event_type!r} is handled by both {own[event_type]}() and {attr}()"
-                        )
+                        raise ImproperlyConfigured(f"{klass.__qualname__}: event type {event_type!r} is handled by both {own[event_type]}() and {attr}()")
                     own[event_type] = attr
             handlers.update(own)
         cls.handlers = handlers

@@ -21,9 +21,7 @@ class ProjectionTimeout(TimeoutError):
         self.behind = behind
         self.timeout = timeout
         self.errors = errors or {}
-        where = ", ".join(
-            f"{name!r} at {at}" + (f" (failing: {self.errors[name]})" if self.errors.get(name) else "") for name, at in sorted(behind.items())
-        )
+        where = ", ".join(f"{name!r} at {at}" + (f" (failing: {self.errors[name]})" if self.errors.get(name) else "") for name, at in sorted(behind.items()))
         super().__init__(f"projections did not reach position {position} within {timeout:g} s: {where}")
 
 

@@ -17,14 +17,14 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Generator, Iterable, cast
 
 from asgiref.sync import sync_to_async
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from django_eventstore import get_store
-from django_eventstore.core.events import Event
+from django_eventstore.core.events import Event, FeedBatch
 
 from .base import Projection
 from .errors import ProjectionError, ProjectionTimeout, describe
@@ -83,7 +83,8 @@ def _commit(projection: Projection, start: int, end: int, events: list[Event], e
     db = projection.database
     with transaction.atomic(using=db):
         moved = (
-            _checkpoints().objects.using(db)
+            _checkpoints()
+            .objects.using(db)
             .filter(name=projection.name, position=start)
             .update(
                 position=end,
@@ -97,7 +98,7 @@ def _commit(projection: Projection, start: int, end: int, events: list[Event], e
         for index, event in enumerate(events):
             try:
                 projection.handle(event)
-            except Exception as e:  # noqa: BLE001 - any handler error fails the batch; it is recorded, not lost
+            except Exception as e:  # any handler error fails the batch; it is recorded, not lost
                 raise _HandlerFailed(index, e) from e
 
 
@@ -190,9 +191,7 @@ def rebuild(name: str) -> int:
     target = get_store().last_position()
     checkpoint(projection)
     with transaction.atomic(using=projection.database):
-        _checkpoints().objects.using(projection.database).filter(name=name).update(
-            position=0, updated_at=timezone.now(), error="", error_position=None
-        )
+        _checkpoints().objects.using(projection.database).filter(name=name).update(position=0, updated_at=timezone.now(), error="", error_position=None)
         projection.reset()
     log.info("projection %r reset for a rebuild", name)
     return catch_up_projection(projection, target)
@@ -341,8 +340,9 @@ class Follower:
     def _follow(self, position: int) -> None:
         """Apply the feed from ``position`` until stopped or the checkpoint moved under us (then the caller re-reads it)."""
         projection = self.projection
-        feed = get_store().subscribe(
-            position, actor_types=projection.actor_types, batch_size=projection.batch_size, idle_timeout=self.idle_timeout
+        feed = cast(  # a generator: closing it ends the subscription
+            Generator[FeedBatch, None, None],
+            get_store().subscribe(position, actor_types=projection.actor_types, batch_size=projection.batch_size, idle_timeout=self.idle_timeout),
         )
         try:
             for batch in feed:
@@ -364,10 +364,7 @@ def follow(names: Iterable[str] | None = None, stop: threading.Event | None = No
     """Catch up and then follow new events, one thread per projection, until ``stop`` is set (each finishes its batch)."""
     stop = stop if stop is not None else threading.Event()
     projections = get_projections(names)
-    threads = [
-        threading.Thread(target=Follower(projection, stop, idle_timeout).run, name=f"projection {name}", daemon=True)
-        for name, projection in projections.items()
-    ]
+    threads = [threading.Thread(target=Follower(projection, stop, idle_timeout).run, name=f"projection {name}", daemon=True) for name, projection in projections.items()]
     for thread in threads:
         thread.start()
     for thread in threads:

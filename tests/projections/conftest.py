@@ -71,9 +71,7 @@ class Database:
 
 def _migrate(database: dict[str, Any]) -> None:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": SETTINGS, "PROJECTION_TEST_DATABASE": json.dumps(database)}
-    done = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--run-syncdb", "--verbosity", "0"], cwd=ROOT, env=env, capture_output=True, text=True
-    )
+    done = subprocess.run([sys.executable, "manage.py", "migrate", "--run-syncdb", "--verbosity", "0"], cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"migrate failed: {done.stderr}")
 

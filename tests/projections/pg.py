@@ -77,8 +77,23 @@ class PostgresServer:
         log = open(self.dir / "postgres.log", "wb")
         self.process = subprocess.Popen(
             self._command(
-                str(self.bin_dir / "postgres"), "-D", str(data), "-h", self.host, "-p", str(self.port), "-k", str(self.dir),
-                "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=100",
+                str(self.bin_dir / "postgres"),
+                "-D",
+                str(data),
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.dir),
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=100",
             ),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -91,9 +106,7 @@ class PostgresServer:
     def _wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            ready = subprocess.run(
-                [str(self.bin_dir / "pg_isready"), "-h", self.host, "-p", str(self.port), "-U", self.user], capture_output=True
-            )
+            ready = subprocess.run([str(self.bin_dir / "pg_isready"), "-h", self.host, "-p", str(self.port), "-U", self.user], capture_output=True)
             if ready.returncode == 0:
                 return
             assert self.process is not None

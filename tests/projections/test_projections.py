@@ -162,7 +162,7 @@ def test_async_twins():
 
 
 def test_unknown_projection_names_are_refused():
-    with pytest.raises(LookupError, match="no projection named 'nope'.*tests.ledger"):
+    with pytest.raises(LookupError, match=r"no projection named 'nope' \(known: .*tests\.ledger"):
         catch_up(["nope"])
 
 

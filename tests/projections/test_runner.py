@@ -134,7 +134,7 @@ def test_kill_9_mid_batch_repeatedly_while_events_are_written_equals_a_rebuild(r
             process, log = runner.start(PROJECTION_TEST_DELAY="0.003", PROJECTION_TEST_BATCH="40")
             # let it apply some batches (each takes about 0.12 s), then kill it wherever it is
             start = max(position_of(database, LEDGER), 0)
-            wait_until(lambda: position_of(database, LEDGER) > start or process.poll() is not None, 60, "the runner to commit a batch")
+            wait_until(lambda start=start, process=process: position_of(database, LEDGER) > start or process.poll() is not None, 60, "the runner to commit a batch")
             time.sleep(rng.uniform(0.0, 0.3))
             assert process.poll() is None, log.read_text()
             process.send_signal(signal.SIGKILL)
@@ -176,7 +176,7 @@ def test_an_event_saved_while_the_runner_follows_reaches_the_read_model_within_a
         for amount in (2, 3):
             saved_at = time.monotonic()
             event = save("acct-1", "Deposited", amount=amount)
-            wait_until(lambda: position_of(database, LEDGER) >= event.position, 1.0, "the event in the read model")
+            wait_until(lambda event=event: position_of(database, LEDGER) >= event.position, 1.0, "the event in the read model")
             assert time.monotonic() - saved_at < 1.0
         assert dict(database.query("SELECT actor_id, total FROM projections_testapp_balance")) == {"acct-1": 6}
     finally:

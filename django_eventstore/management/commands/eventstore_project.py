@@ -24,9 +24,7 @@ class Command(StoreCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("names", nargs="*", metavar="NAME", help="projections to run (default: all)")
         parser.add_argument("--once", action="store_true", help="catch up with the events stored now, then exit")
-        parser.add_argument(
-            "--rebuild", action="append", default=[], metavar="NAME", help="empty this projection's read models and replay it from the start first"
-        )
+        parser.add_argument("--rebuild", action="append", default=[], metavar="NAME", help="empty this projection's read models and replay it from the start first")
         parser.add_argument("--list", action="store_true", dest="show_list", help="show each projection's position, lag, last update and error, then exit")
         super().add_arguments(parser)
 
