@@ -54,7 +54,16 @@ TEMPLATES = [
         },
     }
 ]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA_DIR / "db.sqlite3"}}
+# WAL and IMMEDIATE transactions: the projection runner writes the read model while the server's threads read it.
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": DATA_DIR / "db.sqlite3",
+        "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE", "timeout": 20},
+    }
+}
+#: How long a page that just saved waits for the accounts list to show it (seconds), see bank.views.
+BANK_READ_MODEL_WAIT = float(os.environ.get("BANK_READ_MODEL_WAIT", "2"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -90,6 +90,13 @@ class Browser:
             return response.status, response.read().decode()
 
 
+def listed_balance(home: str, account_id: str) -> float:
+    """An account's balance in the home page's list (which comes from the read model)."""
+    row = re.search(rf'<a href="/accounts/{account_id}/">{account_id}</a></td>\s*<td>[^<]*</td>\s*<td class="num">([-0-9.]+)</td>', home)
+    assert row, f"{account_id} is not in the list:\n{home[:3000]}"
+    return float(row.group(1))
+
+
 def check_demo(demo: Demo) -> None:
     output = demo.output
     user, password = re.search(r"login: (\S+) / (\S+)\)", output).groups()
@@ -98,6 +105,11 @@ def check_demo(demo: Demo) -> None:
     status, home = browser.get("/")
     assert status == 200
     assert f"Accounts ({ACCOUNTS})" in home and 'href="/accounts/account-1/"' in home
+    before = listed_balance(home, "account-1")
+    status, _ = browser.post_form("/accounts/account-1/", {"action": "deposit", "amount": "12.34"})
+    assert status == 200
+    _, home = browser.get("/")  # the view waited for the projection: the list shows the new balance at once
+    assert listed_balance(home, "account-1") == round(before + 12.34, 2)
 
     status, index = browser.post_form("/admin/login/?next=/admin/", {"username": user, "password": password, "next": "/admin/"})
     assert status == 200

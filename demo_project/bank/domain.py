@@ -53,6 +53,8 @@ def _amount(event: Event) -> int:
 
 class Account(Aggregate):
     snapshot_every = 10
+    #: Position of the last event this object saved (0: none): what a page waits for in the accounts list.
+    last_position = 0
 
     def __init__(self, actor_id: str, store: EventStore | None = None) -> None:
         super().__init__(actor_id, store)
@@ -62,14 +64,16 @@ class Account(Aggregate):
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore a snapshot's state, refusing one that is not an account's (BadHistory)."""
-        if not (
-            isinstance(state, dict)
-            and isinstance(state.get("owner"), str)
-            and type(state.get("balance")) is int
-            and state.get("status") in ("new", "open", "closed")
-        ):
+        if not (isinstance(state, dict) and isinstance(state.get("owner"), str) and type(state.get("balance")) is int and state.get("status") in ("new", "open", "closed")):
             raise BadHistory(f"its snapshot is not an account's state: {state!r}")
         super().set_state(state)
+
+    def save(self) -> list[Event]:
+        """Save as the aggregate does, remembering the last stored event's position."""
+        stored = super().save()
+        if stored:
+            self.last_position = stored[-1].position or 0
+        return stored
 
     # --- commands ---
 

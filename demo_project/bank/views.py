@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from typing import Callable
 
+from django.conf import settings
 from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Q, Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from django_eventstore import InvalidActorId, VersionConflictError, get_store
 from django_eventstore.aggregates import UnhandledEvent
+from django_eventstore.projections import ProjectionTimeout, wait_for
 
-from .domain import ACCOUNT_TYPE, MAX_OWNER_LENGTH, Account, BadHistory, BankError, format_cents, open_account, parse_amount
+from .domain import MAX_OWNER_LENGTH, Account, BadHistory, BankError, format_cents, open_account, parse_amount
+from .models import AccountSummary
+from .projections import AccountSummaries
 
 PAGE_SIZE = 50
 #: An account's stored history has an event (or a snapshot) the bank cannot apply.
@@ -21,8 +27,23 @@ UNREADABLE = (BadHistory, UnhandledEvent)
 
 @require_http_methods(["GET", "HEAD"])
 def home(request: HttpRequest) -> HttpResponse:
-    page = get_store().list_actors(actor_type=ACCOUNT_TYPE, limit=PAGE_SIZE, after=request.GET.get("after") or None)
-    return render(request, "bank/home.html", {"page": page, "max_owner_length": MAX_OWNER_LENGTH})
+    """Accounts from the read model: a page of them, a search by owner, and the total held."""
+    query = request.GET.get("q", "").strip()[:MAX_OWNER_LENGTH]
+    accounts = AccountSummary.objects.all()
+    if query:
+        accounts = accounts.filter(Q(owner__icontains=query) | Q(account_id=query))
+    page = Paginator(accounts, PAGE_SIZE).get_page(request.GET.get("page"))
+    total = accounts.exclude(status="unreadable").aggregate(total=Sum("balance"))["total"] or 0
+    context = {"page": page, "query": query, "total": format_cents(total), "max_owner_length": MAX_OWNER_LENGTH}
+    return render(request, "bank/home.html", context)
+
+
+def _wait_for_list(request: HttpRequest, account: Account) -> None:
+    """Read your writes: wait (bounded) until the accounts list has the saved events, or say it is catching up."""
+    try:
+        wait_for(account.last_position, [AccountSummaries.name], timeout=getattr(settings, "BANK_READ_MODEL_WAIT", 2.0))
+    except ProjectionTimeout:
+        messages.warning(request, "The accounts list is catching up: it may not show this change yet (is the projection runner running?).")
 
 
 @require_POST
@@ -33,6 +54,7 @@ def open_view(request: HttpRequest) -> HttpResponse:
         messages.error(request, str(e))
         return redirect("bank:home")
     messages.success(request, f"Opened {account.actor_id} for {account.owner}.")
+    _wait_for_list(request, account)
     return redirect("bank:account", account_id=account.actor_id)
 
 
@@ -77,6 +99,7 @@ def _run_command(request: HttpRequest, account_id: str) -> None:
         messages.error(request, f"Nothing done: this account's history cannot be read ({e}).")
     else:
         messages.success(request, f"{action.capitalize()} done. Balance {format_cents(account.balance)}.")
+        _wait_for_list(request, account)
 
 
 def _command(action: str, amount: str) -> Callable[[Account], Account]:

@@ -1,9 +1,10 @@
-"""``python manage.py demo``: migrate, create a local admin, start NATS, seed the bank once, and serve."""
+"""``python manage.py demo``: migrate, create a local admin, start NATS, seed the bank once, and serve with the projection runner beside it."""
 
 from __future__ import annotations
 
 import signal
 import socket
+import threading
 import time
 import urllib.parse
 from typing import Any
@@ -15,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django_eventstore import EventStoreError, get_store
 from django_eventstore.conf import embedded_dir, get_config
 from django_eventstore.embedded import running_server, stop_embedded_server
+from django_eventstore.projections import ProjectionError, catch_up, follow
 from django_eventstore.store import reset_store
 
 from ...seed import seed_missing
@@ -24,13 +26,14 @@ ADMIN_USER = ADMIN_PASSWORD = "admin"
 
 class Command(BaseCommand):
     _seeding = False  # whether the seeding progress line is being written
-    help = "Run the demo: migrate SQLite, create an admin/admin user if none, start NATS, seed the sample accounts still missing, serve."
+    help = (
+        "Run the demo: migrate SQLite, create an admin/admin user if none, start NATS, seed the sample accounts still missing, "
+        "bring the accounts list up to date, then serve with the projection runner beside the server."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--addrport", default="127.0.0.1:8000", help="where to serve (default 127.0.0.1:8000)")
-        parser.add_argument(
-            "--accounts", type=int, default=300, help="how many sample accounts to seed when the store has fewer (default 300; 0: none)"
-        )
+        parser.add_argument("--accounts", type=int, default=300, help="how many sample accounts to seed when the store has fewer (default 300; 0: none)")
 
     def handle(self, *args: Any, addrport: str, accounts: int, **options: Any) -> None:
         if accounts < 0:
@@ -42,12 +45,19 @@ class Command(BaseCommand):
         login = self._admin_login()
         embedded = get_config()["SERVERS"] == "embedded"
         started_nats = embedded and running_server(embedded_dir()) is None
+        stop_projections = threading.Event()
+        runner = threading.Thread(target=follow, kwargs={"stop": stop_projections}, name="projection runner", daemon=True)
         try:
             self._prepare_store(accounts)
+            self._project()
+            runner.start()  # keeps the read models up to date while the server runs (eventstore_project in production)
             self._announce(f"http://{address}", login)
             signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop on SIGTERM as on Ctrl-C
             call_command("runserver", address, use_reloader=False)
         finally:
+            stop_projections.set()
+            if runner.is_alive():
+                runner.join(30)  # each projection finishes its batch
             if started_nats:
                 reset_store()  # close the connection first: no "unexpected EOF" error when the server goes
                 url = running_server(embedded_dir())
@@ -90,6 +100,17 @@ class Command(BaseCommand):
         elif created < accounts:
             self.stdout.write(f"Finished the sample data: wrote the {created} accounts still missing (the others were there already).")
 
+    def _project(self) -> None:
+        """Apply the events stored so far to the read models before serving, so the first page is complete."""
+        try:
+            positions = catch_up()
+        except ProjectionError as e:
+            self.stderr.write(f"{e}; the runner retries it while the demo runs.")
+        except EventStoreError as e:
+            raise CommandError(f"the event store is not usable: {e}") from e
+        else:
+            self.stdout.write(f"Accounts list up to date (position {max(positions.values(), default=0)}).")
+
     def _progress(self, done: int, total: int) -> None:
         self._seeding = True
         if done == total or done % 25 == 0:
@@ -100,7 +121,7 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS("The demo is ready. Open:")
             + f"\n  {base}/                      the bank (open an account, deposit, withdraw)"
-            + f"\n  {base}/admin/                the admin: Event store > Actors (login: {login})"
+            + f"\n  {base}/admin/                the admin: Event store > Actors, Projections (login: {login})"
             + f"\n  {base}/api/eventstore/actors/  the REST API (log in to the admin first)"
             + "\nStop with Ctrl-C."
         )
