@@ -367,10 +367,11 @@ def test_unknown_actor_and_bad_segment_are_404(admin_client):
     assert admin_client.get(base + ("x" * 300) + "/").status_code == 404
 
 
-ODD_IDS = ["a/b-c", "with space", "dots.in.id", "ünïcödé-ß", "100%-sure", "x~41", "overview", "stream", "-lead", "p?q=1&r#s"]
+# hostile in URLs: slashes, percent-escapes, dot segments, spaces, non-ASCII, query and fragment marks, names of routes
+ODD_IDS = ["a/b", "a%2Fb", "..", ".", "a b", "é", "?#", "stream/overview", "dots.in.id", "ünïcödé-ß", "100%-sure", "x~41", "overview", "stream", "-lead", "p?q=1&r#s"]
 
 
-def test_odd_actor_ids_link_and_load(admin_client):
+def test_odd_actor_ids_link_and_load_with_the_same_segment_as_the_api(admin_client):
     for actor in ODD_IDS:
         add_events(actor, 2, event_type="Odd")
     html = admin_client.get(reverse(CHANGELIST)).content.decode()
@@ -378,26 +379,12 @@ def test_odd_actor_ids_link_and_load(admin_client):
     assert sorted(links) == sorted(ODD_IDS)
     for actor, href in links.items():
         assert href == actor_url(actor)
+        segment = href.rstrip("/").rsplit("/", 1)[1]
+        assert segment == actor_segment(actor) and "%" not in segment and segment not in (".", "..")
         page = admin_client.get(href)
         assert page.status_code == 200, actor
         assert f'<dd id="actor-id">{escape(actor)}</dd>' in page.content.decode()
         assert versions_in(page.content.decode()) == ["1", "2"]
-
-
-HOSTILE = ["a/b", "a%2Fb", "..", ".", "a b", "é", "?#", "stream/overview"]
-
-
-def test_hostile_ids_link_and_load_with_the_same_segment_as_the_api(admin_client):
-    for actor in HOSTILE:
-        add_events(actor, 1)
-    html = admin_client.get(reverse(CHANGELIST)).content.decode()
-    links = {html_lib.unescape(name): href for href, name in re.findall(r'<th class="field-actor_id"><a href="([^"]*)">([^<]*)</a>', html)}
-    assert sorted(links) == sorted(HOSTILE)
-    for actor, href in links.items():
-        segment = href.rstrip("/").rsplit("/", 1)[1]
-        assert segment == actor_segment(actor) and "/" not in segment and "%" not in segment and segment not in (".", "..")
-        page = admin_client.get(href).content.decode()
-        assert f'<dd id="actor-id">{escape(actor)}</dd>' in page
         assert admin_client.get(f"/api/eventstore/actors/{segment}/").json()["actor_id"] == actor
 
 

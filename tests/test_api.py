@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from django_eventstore import ActorSnapshot, Event, get_store
+from django_eventstore import ActorSnapshot, Event, EventStoreError, EventStoreUnavailable, StreamSetupError, get_store
 from django_eventstore.actor_urls import actor_segment
+from django_eventstore.api import serializers as s
+from django_eventstore.api.http import handle_exception
+from django_eventstore.core import limits
 from django_eventstore.core.subjects import Subjects
 from django_eventstore.testing import free_port
 from tests.conftest import publish_raw
@@ -168,17 +171,36 @@ def test_invalid_lists_and_bodies_answer_400(admin_client: Client, body: Any) ->
 
 def test_malformed_json_and_too_many_events_answer_400(admin_client: Client) -> None:
     assert admin_client.post(url("order-1", "events"), "{nope", content_type="application/json").status_code == 400
-    assert post(admin_client, url("order-1", "events"), [event(i) for i in range(1, 1002)]).status_code == 400
+    response = post(admin_client, url("order-1", "events"), [event(i) for i in range(1, limits.MAX_APPEND + 2)])
+    assert response.status_code == 400 and str(limits.MAX_APPEND) in json.dumps(response.json())
     assert get_store().get_latest_version("order-1") == 0
+
+
+def test_the_api_accepts_what_the_store_accepts_at_its_limits(admin_client: Client) -> None:
+    longest = event(1, "T" * limits.MAX_EVENT_TYPE_LENGTH, id="i" * limits.MAX_EVENT_ID_LENGTH)
+    assert post(admin_client, url("order-1", "events"), longest).status_code == 201
+    assert post(admin_client, url("order-1", "events"), [event(v) for v in range(2, limits.MAX_APPEND + 2)]).status_code == 201
+    assert admin_client.get(API + "actors/", {"limit": limits.MAX_PAGE}).status_code == 200
+    too_long = event(limits.MAX_APPEND + 2, "T" * (limits.MAX_EVENT_TYPE_LENGTH + 1), id="i" * (limits.MAX_EVENT_ID_LENGTH + 1))
+    assert set(post(admin_client, url("order-1", "events"), too_long).json()) == {"event_type", "id"}
+    assert admin_client.get(API + "actors/", {"limit": limits.MAX_PAGE + 1}).status_code == 400
+    assert admin_client.get(API + "events/").json()["next"].endswith(f"limit={limits.DEFAULT_PAGE}")
+
+
+@pytest.mark.without_nats
+def test_the_api_takes_its_limits_from_the_store() -> None:
+    fields = s.EventInputSerializer().fields
+    assert (fields["event_type"].max_length, fields["id"].max_length) == (limits.MAX_EVENT_TYPE_LENGTH, limits.MAX_EVENT_ID_LENGTH)
+    assert (s.ActorListQuery().fields["limit"].max_value, s.EventFeedQuery().fields["limit"].default) == (limits.MAX_PAGE, limits.DEFAULT_PAGE)
 
 
 @pytest.mark.parametrize("actor_id", ["", "x" * 257, "é" * 129])
 def test_bad_actor_ids_answer_400(admin_client: Client, actor_id: str) -> None:
-    response = post(admin_client, f"{API}actors/{actor_id}/events/", event(1))
+    response = post(admin_client, url(actor_id, "events"), event(1))
     assert response.status_code in (400, 404)  # an empty id matches no route at all
     if actor_id:
-        assert "actor_id" in response.json()
-        assert admin_client.get(f"{API}actors/{actor_id}/version/").status_code == 400
+        assert "bytes in UTF-8" in response.json()["actor_id"][0]
+        assert admin_client.get(url(actor_id, "version")).status_code == 400
 
 
 def test_body_over_djangos_upload_limit_answers_413(admin_client: Client, settings: Any) -> None:
@@ -380,7 +402,24 @@ def test_a_stream_that_is_not_set_up_answers_503_json(admin_client: Client, sett
         assert response.status_code == 503, response.content
         assert response["Content-Type"] == "application/json"
         detail = response.json()["detail"]
-        assert "eventstore_setup" in detail and settings.EVENTSTORE["SERVERS"][0] not in detail
+        assert detail == "The event store could not answer the request: its streams are not set up. Run `manage.py eventstore_setup` (or leave AUTO_SETUP on)."
+
+
+@pytest.mark.without_nats
+@pytest.mark.parametrize(
+    "error,detail",
+    [
+        (StreamSetupError("ES", "stream ES does not exist"), "its streams are not set up. Run `manage.py eventstore_setup`"),
+        (EventStoreError("$JS.API.STREAM.INFO.ES answered 500"), "could not answer the request. The server's log has the details."),
+        (EventStoreUnavailable("could not connect to nats://user:pw@10.0.0.1:4222"), "NATS could not be reached"),
+    ],
+)
+def test_store_trouble_answers_503_with_a_short_message_and_the_setup_hint_only_when_it_helps(error: EventStoreError, detail: str) -> None:
+    response = handle_exception(error, {})
+    assert response is not None and response.status_code == 503
+    assert detail in response.data["detail"]
+    assert ("eventstore_setup" in response.data["detail"]) == isinstance(error, StreamSetupError)
+    assert "$JS" not in response.data["detail"] and "pw@" not in response.data["detail"]
 
 
 TOO_BIG = [10**30, 2**63, 2**53]  # 2**53 - 1 is the largest integer accepted

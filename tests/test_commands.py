@@ -12,7 +12,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from django_eventstore import ActorSnapshot, Event, get_store
+from django_eventstore.core.subjects import Subjects
 from django_eventstore.management.commands.eventstore_events import Command as EventsCommand
+from django_eventstore.paging import read_pages
 from django_eventstore.testing import free_port
 
 from .conftest import publish_raw
@@ -249,6 +251,22 @@ def test_follow_waits_for_the_first_event_of_a_new_actor():
     assert lines[1].split()[:3][0] == "1" and "Counted" in lines[1]
 
 
+def test_follow_from_a_version_not_stored_yet_shows_only_the_events_after_it():
+    store_events("order-8", 2)
+    command, out = EventsCommand(), WatchedOutput()
+    args = (command, "order-8", "--from-version", "3", "--follow", "--format", "jsonl", "--poll-interval", "0.02")
+    thread = threading.Thread(target=call_command, args=args, kwargs={"stdout": out, "stderr": io.StringIO()})
+    thread.start()
+    try:
+        store_events("order-8", 3, start=3)
+        lines = out.wait_until(lambda lines: len(lines) >= 2)
+    finally:
+        command.stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert [json.loads(line)["version"] for line in lines] == [4, 5]
+
+
 # ----- store errors -----
 
 UNREACHABLE_CALLS = [
@@ -270,3 +288,37 @@ def test_unreachable_server_is_a_command_error(settings, call):
     message = str(caught.value)
     assert f"nats://127.0.0.1:{port}" in message
     assert "Check settings.EVENTSTORE['SERVERS']" in message and "eventstore_server" in message
+
+
+NOT_SET_UP_CALLS = [c for c in UNREACHABLE_CALLS if c[0] != "eventstore_setup"]
+
+
+@pytest.mark.parametrize("call", NOT_SET_UP_CALLS, ids=[c[0] for c in NOT_SET_UP_CALLS])
+def test_streams_not_set_up_is_a_command_error_saying_how_to_set_them_up(settings, stream_name, call):
+    settings.EVENTSTORE = {**settings.EVENTSTORE, "AUTO_SETUP": False}
+    with pytest.raises(CommandError) as caught:
+        run(*call)
+    message = str(caught.value)
+    assert stream_name in message
+    assert message.endswith(". Run `manage.py eventstore_setup` (or leave AUTO_SETUP on).")
+    assert message.count("eventstore_setup") == 1
+
+
+# ----- paging through the stream (the feed view and the commands share it) -----
+
+
+def test_read_pages_counts_malformed_messages_and_says_when_the_last_page_comes(nats_url, subject_prefix):
+    store_events("order-1", 2)
+    publish_raw(nats_url, Subjects(subject_prefix).event_subject("order-1"), b"not json")
+    store_events("order-1", 2, start=3)
+    store_events("user-1", 1)
+    pages = list(read_pages(get_store(), page_size=2))
+    assert [([e.position for e in p.events], [m.position for m in p.errors], p.position, p.more) for p in pages] == [
+        ([1, 2], [], 2, True),
+        ([4], [3], 4, True),
+        ([5, 6], [], 6, False),
+    ]
+    assert [p.position for p in read_pages(get_store(), 1, page_size=2, upto=4)] == [3, 4]
+    assert [[e.actor_id for e in p.events] for p in read_pages(get_store(), actor_type="user")] == [["user-1"]]
+    assert [[e.version for e in p.events] for p in read_pages(get_store(), 4, actor_id="order-1")] == [[4]]
+    assert list(read_pages(get_store(), 6)) == []

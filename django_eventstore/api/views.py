@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -71,7 +72,7 @@ def _query(request: Request, serializer_class: type[serializers.Serializer]) -> 
 class StoreView(APIView):
     """Base of the API views: JSON only, permissions from API_PERMISSION_CLASSES, store errors mapped."""
 
-    schema = AutoSchema()
+    schema: AutoSchema | None = AutoSchema()
     renderer_classes = [JSONRenderer]
     parser_classes = [NestingJSONParser]
 
@@ -187,8 +188,8 @@ class AsyncAPIView(APIView):
         try:
             await sync_to_async(self.initial)(drf_request, *args, **kwargs)
             method = drf_request.method.lower()
-            handler = getattr(self, method, self.http_method_not_allowed) if method in self.http_method_names else self.http_method_not_allowed
-            response = handler(drf_request, *args, **kwargs)
+            handler: Callable[..., Any] | None = getattr(self, method, None) if method in self.http_method_names else None
+            response = (handler or self.http_method_not_allowed)(drf_request, *args, **kwargs)
             if inspect.isawaitable(response):
                 response = await response
         except Exception as exc:  # noqa: BLE001 - exactly what DRF's dispatch does

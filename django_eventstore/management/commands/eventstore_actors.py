@@ -8,9 +8,8 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from django_eventstore import ActorSummary
+from django_eventstore.core.limits import DEFAULT_PAGE, MAX_PAGE
 from django_eventstore.management.base import StoreCommand, int_at_least
-
-PAGE = 1000  # the most list_actors gives at once
 
 
 class Command(StoreCommand):
@@ -21,7 +20,7 @@ class Command(StoreCommand):
         super().add_arguments(parser)
         parser.add_argument("--type", dest="actor_type", help="only actors of this type (the id's part before its first '-')")
         parser.add_argument("--prefix", help="only actors whose id starts with this")
-        parser.add_argument("--limit", type=int_at_least(0), default=100, help="at most this many actors; 0 for all (default: %(default)s)")
+        parser.add_argument("--limit", type=int_at_least(0), default=DEFAULT_PAGE, help="at most this many actors; 0 for all (default: %(default)s)")
 
     def run(self, *args: Any, actor_type: str | None, prefix: str | None, limit: int, format: str, **options: Any) -> None:
         actors, total = self.fetch(actor_type, prefix, limit)
@@ -40,7 +39,7 @@ class Command(StoreCommand):
         actors: list[ActorSummary] = []
         after = None
         while True:
-            want = PAGE if limit == 0 else min(PAGE, limit - len(actors))
+            want = MAX_PAGE if limit == 0 else min(MAX_PAGE, limit - len(actors))
             page = self.store.list_actors(actor_type=actor_type, prefix=prefix, limit=want, after=after)
             actors.extend(page.actors)
             after = page.next_after

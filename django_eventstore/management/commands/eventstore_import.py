@@ -196,8 +196,9 @@ class Command(StoreCommand):
         except STORE_TROUBLE:
             raise
         except EventStoreError as e:  # save_events says which event failed and how many before it it stored
-            failed, stored = pending[e.index][0], pending[len(e.saved)][0]  # type: ignore[attr-defined]
-            raise _line_error(failed, e, stored) from e
+            if e.index is None or e.saved is None:
+                raise
+            raise _line_error(pending[e.index][0], e, pending[len(e.saved)][0]) from e
         return len(pending)
 
     def save_snapshot(self, snapshot: ActorSnapshot, line: int) -> int:

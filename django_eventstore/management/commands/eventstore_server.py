@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django_eventstore.conf import embedded_dir
 from django_eventstore.embedded import running_server
 from django_eventstore.management.base import int_at_least
-from django_eventstore.testing import NatsServer, port_free, stop_process
+from django_eventstore.nats_process import HOST, port_free, server_command, stop_process
 
 DEFAULT_PORT = 4222
 
@@ -39,16 +39,15 @@ class Command(BaseCommand):
             if url:
                 raise CommandError(f"the embedded nats-server of {embedded_dir()} already runs at {url}; use it, or pass another --store-dir")
             store_dir = str(Path(embedded_dir()) / "jetstream")
-        server = NatsServer(port=port, store_dir=store_dir)
-        if not port_free(server.host, port):
-            raise CommandError(f"port {port} on {server.host} is in use (another nats-server?); choose one with --port")
+        if not port_free(HOST, port):
+            raise CommandError(f"port {port} on {HOST} is in use (another nats-server?); choose one with --port")
         try:
-            command = server.command()
+            command = server_command(port, store_dir)
             Path(store_dir).mkdir(parents=True, exist_ok=True)
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         except OSError as e:
             raise CommandError(f"cannot start nats-server: {e}") from e
-        self.stdout.write(f"nats-server with JetStream at {server.url}, data in {store_dir}")
+        self.stdout.write(f"nats-server with JetStream at nats://{HOST}:{port}, data in {store_dir}")
         self.stdout.write("Quit the server with CONTROL-C.")
         self.stdout.flush()
         try:

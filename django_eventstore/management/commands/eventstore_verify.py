@@ -59,11 +59,12 @@ class Command(StoreCommand):
                 self.problem("malformed_message", bad.position, f"malformed message: {bad.reason}", subject=bad.subject)
             self.events += len(page.events)
             for event in page.events:
-                previous = latest.get(event.actor_id, 0)  # type: ignore[arg-type]
-                if event.version != previous + 1:
-                    kind = "version_gap" if event.version > previous + 1 else "version_out_of_order"  # type: ignore[operator]
-                    self.problem(kind, event.position, _jump(previous, event.version), actor_id=event.actor_id)  # type: ignore[arg-type]
-                latest[event.actor_id] = max(previous, event.version)  # type: ignore[index, type-var]
+                actor, version = event.actor_id or "", event.version or 0  # events read back carry both
+                previous = latest.get(actor, 0)
+                if version != previous + 1:
+                    kind = "version_gap" if version > previous + 1 else "version_out_of_order"
+                    self.problem(kind, event.position, _jump(previous, version), actor_id=actor)
+                latest[actor] = max(previous, version)
             progress.update(page.position, len(latest))
         progress.finish(len(latest))
         return latest
