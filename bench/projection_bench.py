@@ -1,0 +1,248 @@
+"""Projections: events/s applied to a counter read model on SQLite and PostgreSQL, beside the store's raw replay rate; live lag.
+
+    python bench/projection_bench.py [--events 20000] [--rate 200] [--seconds 20] [--no-postgres]
+
+It starts a nats-server and (from Debian's ``postgresql`` binaries) a
+PostgreSQL in temporary directories, stores ``--events`` events of 1,000
+actors, then in the same run measures:
+
+- replay: ``store.read_all`` pages of 500 over the whole stream (events/s);
+- catch-up into a counter read model (one row per actor, +1 per event; batch
+  500) on a SQLite file (WAL) and on PostgreSQL, as ratios of the replay;
+- live lag: events saved at ``--rate`` per second for ``--seconds`` while
+  ``follow()`` runs, from just before each save to the commit of the batch
+  holding it (p50, p99, max).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import django
+from django.conf import settings
+
+ACTORS = 1000
+
+
+def configure(sqlite_path: Path, nats_url: str, postgres: dict | None) -> None:
+    databases = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(sqlite_path),
+            "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE", "timeout": 30},
+        }
+    }
+    if postgres:
+        databases["postgres"] = postgres
+    settings.configure(
+        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "django_eventstore"],
+        DATABASES=databases,
+        USE_TZ=True,
+        EVENTSTORE={"SERVERS": [nats_url], "STREAM": "BENCH", "SUBJECT_PREFIX": "bench", "TIMEOUT": 10.0},
+    )
+    django.setup()
+
+
+def define(aliases: list[str]):  # type: ignore[no-untyped-def]
+    """The counter model and one counter projection per database alias (defined after django.setup())."""
+    from django.db import models
+    from django.db.models import F
+
+    from django_eventstore.projections import Projection, handles
+
+    class Counter(models.Model):
+        actor_id = models.CharField(max_length=64, primary_key=True)
+        n = models.IntegerField(default=0)
+
+        class Meta:
+            app_label = "bench"
+
+    class Counting(Projection):
+        batch_size = 500
+
+        @handles("Counted")
+        def counted(self, event):  # type: ignore[no-untyped-def]
+            rows = Counter.objects.using(self.database)
+            if not rows.filter(actor_id=event.actor_id).update(n=F("n") + 1):
+                rows.create(actor_id=event.actor_id, n=1)
+
+        def reset(self) -> None:
+            Counter.objects.using(self.database).all().delete()
+
+    projections = {alias: type(f"Count_{alias}", (Counting,), {"name": f"bench.{alias}", "database": alias}) for alias in aliases}
+    return Counter, projections
+
+
+def migrate(aliases: list[str], counter) -> None:  # type: ignore[no-untyped-def]
+    from django.core.management import call_command
+    from django.db import connections
+
+    for alias in aliases:
+        call_command("migrate", database=alias, verbosity=0)
+        with connections[alias].schema_editor() as editor:
+            editor.create_model(counter)
+
+
+def write(count: int, start: int = 0) -> None:
+    from django_eventstore import Event, get_store
+
+    store = get_store()
+    versions: dict[str, int] = {}
+    batch = []
+    for i in range(start, start + count):
+        actor = f"item-{i % ACTORS}"
+        versions[actor] = versions.get(actor, store.get_latest_version(actor) if start else 0) + 1
+        batch.append(Event(actor_id=actor, event_type="Counted", version=versions[actor], data={"i": i}))
+        if len(batch) == 1000:
+            store.save_events(batch)
+            batch = []
+    if batch:
+        store.save_events(batch)
+
+
+def replay_rate() -> float:
+    from django_eventstore import get_store
+
+    store = get_store()
+    started, position, seen = time.perf_counter(), 0, 0
+    while True:
+        page = store.read_all(position, 500)
+        if not page:
+            break
+        seen += len(page)
+        position = page[-1].position
+    return seen / (time.perf_counter() - started)
+
+
+def projection_rate(alias: str, events: int) -> float:
+    from django_eventstore.projections import get_projections
+    from django_eventstore.projections.runner import catch_up_projection
+
+    projection = get_projections([f"bench.{alias}"])[f"bench.{alias}"]
+    started = time.perf_counter()
+    catch_up_projection(projection)
+    return events / (time.perf_counter() - started)
+
+
+def live_lag(aliases: list[str], rate: float, seconds: float) -> dict[str, list[float]]:
+    """Save events at ``rate``/s while the runner follows; per alias, seconds from before each save to its checkpoint."""
+    from django_eventstore import Event, get_store
+    from django_eventstore.models import ProjectionCheckpoint
+    from django_eventstore.projections import follow
+
+    store = get_store()
+    stop = threading.Event()
+    runner = threading.Thread(target=follow, args=([f"bench.{a}" for a in aliases], stop), daemon=True)
+    runner.start()
+    sent: list[tuple[int, float]] = []  # (position, time before the save)
+    seen: dict[str, list[tuple[int, float]]] = {alias: [] for alias in aliases}
+    writing = threading.Event()
+    writing.set()
+
+    def watch(alias: str) -> None:
+        from django.db import connections
+
+        last = -1
+        while writing.is_set() or (sent and last < sent[-1][0]):
+            position = ProjectionCheckpoint.objects.using(alias).get(name=f"bench.{alias}").position
+            if position != last:
+                seen[alias].append((position, time.perf_counter()))
+                last = position
+            time.sleep(0.0005)  # polling another thread's commits: the measurement's resolution
+        connections.close_all()
+
+    watchers = [threading.Thread(target=watch, args=(alias,)) for alias in aliases]
+    for watcher in watchers:
+        watcher.start()
+    interval, next_at, i = 1.0 / rate, time.perf_counter(), 0
+    end = next_at + seconds
+    while next_at < end:
+        time.sleep(max(0.0, next_at - time.perf_counter()))
+        actor = f"live-{i % 50}"
+        before = time.perf_counter()
+        event = store.save_event(Event(actor_id=actor, event_type="Counted", version=i // 50 + 1))
+        sent.append((event.position, before))
+        next_at += interval
+        i += 1
+    writing.clear()
+    for watcher in watchers:
+        watcher.join(60)
+    stop.set()
+    runner.join(30)
+    lags: dict[str, list[float]] = {}
+    for alias in aliases:
+        marks = seen[alias]
+        lags[alias] = []
+        j = 0
+        for position, before in sent:
+            while j < len(marks) and marks[j][0] < position:
+                j += 1
+            if j < len(marks):
+                lags[alias].append(marks[j][1] - before)
+    return lags
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--rate", type=float, default=200.0, help="events/s saved during the live measurement")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the live measurement")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    args = parser.parse_args()
+
+    from django_eventstore.testing import NatsServer
+
+    pg_server = None
+    if not args.no_postgres:
+        from tests.projections.pg import PostgresServer, find_bin_dir
+
+        if find_bin_dir() is None:
+            sys.exit("PostgreSQL binaries not found: apt-get install postgresql, or pass --no-postgres")
+        pg_server = PostgresServer().start()
+    with NatsServer() as nats_server, tempfile.TemporaryDirectory() as tmp:
+        try:
+            if pg_server:
+                pg_server.create_database("bench")
+            configure(Path(tmp) / "bench.sqlite3", nats_server.url, pg_server.settings("bench") if pg_server else None)
+            aliases = ["default"] + (["postgres"] if pg_server else [])
+            counter, _ = define(aliases)
+            migrate(aliases, counter)
+            write(args.events)
+            print(f"{args.events:,} events of {ACTORS:,} actors; counter read model, batch 500")
+            replay = replay_rate()
+            print(f"  replay (store.read_all, pages of 500)  {replay:>10,.0f} events/s")
+            for alias in aliases:
+                rate = projection_rate(alias, args.events)
+                label = "SQLite" if alias == "default" else "PostgreSQL"
+                print(f"  projected into {label:<10}             {rate:>10,.0f} events/s  ({rate / replay:.0%} of replay)")
+            print(f"live: {args.rate:g} events/s for {args.seconds:g} s, save -> read model committed")
+            for alias, lags in live_lag(aliases, args.rate, args.seconds).items():
+                label = "SQLite" if alias == "default" else "PostgreSQL"
+                ms = [lag * 1000 for lag in lags]
+                print(f"  {label:<10} p50 {statistics.median(ms):6.1f} ms  p99 {percentile(ms, 0.99):6.1f} ms  max {max(ms):6.1f} ms  ({len(ms):,} events)")
+        finally:
+            from django_eventstore.store import reset_store
+
+            reset_store()
+            if pg_server:
+                from django.db import connections
+
+                connections.close_all()
+                pg_server.stop()
+
+
+if __name__ == "__main__":
+    main()
