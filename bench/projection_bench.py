@@ -65,6 +65,9 @@ def define(aliases: list[str]):  # type: ignore[no-untyped-def]
         class Meta:
             app_label = "bench"
 
+        def __str__(self) -> str:
+            return f"{self.actor_id}: {self.n}"
+
     class Counting(Projection):
         batch_size = 500
 
