@@ -7,9 +7,13 @@ JetStream store and the in-memory store share every rule of the contract.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .errors import EventStoreError
+
+
+EVENTS = "events"
+SNAPSHOTS = "snapshots"
 
 
 @dataclass(slots=True)
@@ -23,7 +27,7 @@ class RawMsg:
 
 
 class WrongLastSequence(EventStoreError):
-    """The subject's last sequence was not the expected one (server error 10071)."""
+    """The subject's last sequence (or the stream's last message) was not the expected one: another write came first."""
 
     def __init__(self, last_seq: int | None):
         self.last_seq = last_seq
@@ -32,6 +36,15 @@ class WrongLastSequence(EventStoreError):
 
 class DuplicateBatch(EventStoreError):
     """An atomic batch carried a message id that is already stored (server error 10201)."""
+
+
+class Publish(NamedTuple):
+    """One publish of a pipelined write: the message and its subject's expected last sequence."""
+
+    subject: str
+    headers: dict[str, str]
+    body: bytes
+    expected_last_subject_seq: int
 
 
 @dataclass(slots=True)
@@ -101,7 +114,7 @@ class Backend(Protocol):
         """The stream's last sequence (0 when empty)."""
         ...
 
-    async def publish_pipelined(self, stream: str, messages: list[tuple[str, dict[str, str], bytes, int]], expected_last_seq: int) -> list[PubAck | EventStoreError]:
+    async def publish_pipelined(self, stream: str, messages: list[Publish], expected_last_seq: int) -> list[PubAck | EventStoreError]:
         """Publish (subject, headers, body, subject's expected last sequence) in order without waiting for each ack.
 
         Message i also expects the stream's last sequence to be expected_last_seq + i

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Iterable
 
-from .backend import Backend, DuplicateBatch, PubAck, RawMsg, WrongLastSequence
+from .backend import EVENTS, SNAPSHOTS, Backend, DuplicateBatch, PubAck, Publish, RawMsg, WrongLastSequence
 from .errors import EventStoreError, EventTooLarge, InvalidEvent, SnapshotNotFound, VersionConflictError
 from .events import (
     ActorPage,
@@ -38,8 +38,6 @@ from .subjects import actor_type as actor_type_of
 
 log = logging.getLogger("django_eventstore")
 
-EVENTS = "events"
-SNAPSHOTS = "snapshots"
 READ_BATCH = 4096
 MAX_APPEND = 1000  # the server's limit of messages in one atomic batch
 SEEK_FROM = 1024  # skip-ahead by binary search pays from about this many events on
@@ -268,14 +266,14 @@ class Engine:
         return states
 
     @staticmethod
-    def _pipeline(prepared: list[tuple[Event, str, dict[str, str], bytes]], states: dict[str, _State], base: int) -> list[tuple[str, dict[str, str], bytes, int]]:
+    def _pipeline(prepared: list[tuple[Event, str, dict[str, str], bytes]], states: dict[str, _State], base: int) -> list[Publish]:
         """The publishes of the leading events whose versions follow on, each with its subject's expected last sequence.
 
         An actor's second event in the window expects the position its first
         gets: base + its index + 1, as the stream's expected sequence holds
         the window together.
         """
-        window: list[tuple[str, dict[str, str], bytes, int]] = []
+        window: list[Publish] = []
         ahead: dict[str, tuple[int, int]] = {}  # actor -> (version, last sequence) once the window before it is stored
         size = 0
         for i, (event, subject, headers, body) in enumerate(prepared):
@@ -285,7 +283,7 @@ class Engine:
             size += len(body)
             if event.version != version + 1 or (window and size > PIPELINE_BYTES):
                 break
-            window.append((subject, headers, body, last_seq))
+            window.append(Publish(subject, headers, body, last_seq))
             ahead[actor_id] = (event.version, base + i + 1)
         return window
 

@@ -12,8 +12,8 @@ import bisect
 import threading
 from typing import Any, Coroutine, TypeVar
 
-from .backend import DuplicateBatch, PubAck, RawMsg, ServerSummary, StreamChange, StreamSummary, WrongLastSequence
-from .engine import EVENTS, SNAPSHOTS, Engine
+from .backend import EVENTS, SNAPSHOTS, DuplicateBatch, PubAck, Publish, RawMsg, ServerSummary, StreamChange, StreamSummary, WrongLastSequence
+from .engine import Engine
 from .errors import EventStoreError
 from .facade import EventStore
 from .subjects import Subjects, subject_matches
@@ -122,7 +122,7 @@ class MemoryBackend:
         with self._lock:
             return self.streams[stream].last_seq
 
-    async def publish_pipelined(self, stream: str, messages: list[tuple[str, dict[str, str], bytes, int]], expected_last_seq: int) -> list[PubAck | EventStoreError]:
+    async def publish_pipelined(self, stream: str, messages: list[Publish], expected_last_seq: int) -> list[PubAck | EventStoreError]:
         results: list[PubAck | EventStoreError] = []
         with self._lock:
             s = self.streams[stream]

@@ -1,0 +1,281 @@
+"""One NATS connection per store, used only through nats-py's public API.
+
+Requests are plain publishes with a reply subject on one wildcard inbox,
+answered through one subscription callback that hands each reply to its
+waiting future by token: nats-py's ``request()`` spends 100-150 µs of Python
+per call on a fresh future, a timeout task and reply parsing; this path a
+fraction of it. "No responders" (JetStream not listening on a subject) is told
+apart from a request that went unanswered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+from typing import Any, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import nats.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from .errors import EventStoreUnavailable, EventTooLarge
+
+log = logging.getLogger("django_eventstore")
+
+API = "$JS.API"
+STATUS = "Status"
+
+
+class NoResponders(EventStoreUnavailable):
+    """Nothing received a request ("no responders"): JetStream does not listen on that subject, now."""
+
+
+class _Batch:
+    """Collects the replies of a batch direct get until its end-of-batch status."""
+
+    __slots__ = ("msgs", "future")
+
+    def __init__(self, future: asyncio.Future[Msg]) -> None:
+        self.msgs: list[Msg] = []
+        self.future = future
+
+
+class Doorbell:
+    """A plain NATS subscription on a subject filter that wakes the live feed's waiters when a message is stored.
+
+    The feed reads with direct gets (no consumer on the server); this only tells it when to read again.
+    """
+
+    def __init__(self) -> None:
+        self.waiters: set[asyncio.Future[None]] = set()
+
+    async def ring(self, msg: Msg) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+def redact(url: str) -> str:
+    """The URL without user:password@ or token@ (credentials never go into messages or logs)."""
+    parts = urlsplit(url)
+    if not parts.username and not parts.password:
+        return url
+    host = parts.hostname or ""
+    return urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))
+
+
+def _time_out(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(asyncio.TimeoutError())
+
+
+def answered(subject: str, msg: Msg) -> Msg:
+    """msg, unless it is the server's "no responders" status: nothing received the request."""
+    if msg.headers and msg.headers.get(STATUS) == "503":
+        raise NoResponders(f"nothing answers on {subject}: JetStream is not enabled, or not listening there now")
+    return msg
+
+
+class Connection:
+    """A nats-py client and the inbox multiplexer over it; every method runs on the connection's loop."""
+
+    def __init__(self, nc: NATS, timeout: float, servers: str):
+        self.nc = nc
+        self.servers = servers  # for messages: comma-separated, credentials removed
+        self.timeout = timeout
+        self.prefix = nc.new_inbox() + "."
+        self.pending: dict[str, asyncio.Future[Msg] | _Batch] = {}
+        self.tokens = itertools.count()
+        self.loop = asyncio.get_running_loop()
+        self.doorbells: dict[str, Doorbell] = {}
+
+    async def start(self) -> None:
+        # unbounded: a batch direct get answers thousands of messages at once
+        await self.nc.subscribe(self.prefix + "*", cb=self._on_reply, pending_msgs_limit=0, pending_bytes_limit=0)
+
+    async def _on_reply(self, msg: Msg) -> None:
+        waiter = self.pending.get(msg.subject[len(self.prefix) :])
+        if waiter is None:
+            return
+        if isinstance(waiter, _Batch):
+            if msg.headers is None or STATUS not in msg.headers:
+                waiter.msgs.append(msg)
+            elif not waiter.future.done():
+                waiter.future.set_result(msg)
+        elif not waiter.done():
+            waiter.set_result(msg)
+
+    @property
+    def url(self) -> str:
+        u = self.nc.connected_url
+        return f"{u.scheme}://{u.hostname}:{u.port}" if u else "nats://(disconnected)"
+
+    @property
+    def max_payload(self) -> int:
+        return self.nc.max_payload
+
+    def server_version(self) -> tuple[int, int, int, str]:
+        v = self.nc.connected_server_version
+        return v.major, v.minor, v.patch, v.dev
+
+    @contextlib.contextmanager
+    def errors(self, subject: str, wait: float, payload: bytes) -> Iterator[None]:
+        """Our errors for a request's: no answer in time, too large, a NATS error."""
+        try:
+            yield
+        except asyncio.TimeoutError:
+            raise EventStoreUnavailable(f"NATS did not answer within {wait:g}s ({_what(subject)}); servers tried: {self.servers}") from None
+        except nats.errors.MaxPayloadError:
+            raise EventTooLarge(len(payload), self.nc.max_payload) from None
+        except nats.errors.Error as e:
+            raise EventStoreUnavailable(f"NATS error ({e}); servers tried: {self.servers}") from None
+
+    async def send(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> None:
+        """Publish without waiting for an answer (the messages of an atomic batch before its commit)."""
+        with self.errors(subject, self.timeout, payload):
+            await self.nc.publish(subject, payload, headers=headers)
+
+    async def _roundtrip(self, subject: str, payload: bytes, headers: dict[str, str] | None, batch: bool, timeout: float | None) -> tuple[Msg, list[Msg]]:
+        token = str(next(self.tokens))
+        wait = self.timeout if timeout is None else timeout
+        future: asyncio.Future[Msg] = self.loop.create_future()
+        collected = _Batch(future) if batch else None
+        self.pending[token] = collected or future
+        timer = self.loop.call_later(wait, _time_out, future)
+        try:
+            with self.errors(subject, wait, payload):
+                await self.nc.publish(subject, payload, reply=self.prefix + token, headers=headers)
+                msg = await future
+        finally:
+            timer.cancel()
+            del self.pending[token]
+        return answered(subject, msg), collected.msgs if collected else []
+
+    async def request(self, subject: str, payload: bytes = b"", headers: dict[str, str] | None = None, timeout: float | None = None) -> Msg:
+        """The reply (waiting at most timeout, default TIMEOUT); NoResponders when nothing received the request."""
+        return (await self._roundtrip(subject, payload, headers, False, timeout))[0]
+
+    async def request_batch(self, subject: str, payload: bytes, timeout: float | None = None) -> tuple[list[Msg], Msg]:
+        """The replies of a batch direct get and its end-of-batch status message."""
+        end, msgs = await self._roundtrip(subject, payload, None, True, timeout)
+        return msgs, end
+
+    async def request_many(self, requests: list[tuple[str, bytes, dict[str, str] | None]]) -> list[Msg]:
+        """Send every request, then wait for all their replies, within TIMEOUT in all."""
+        tokens: list[str] = []
+        futures: list[asyncio.Future[Msg]] = []
+        timer = None
+        try:
+            for subject, payload, headers in requests:
+                with self.errors(subject, self.timeout, payload):
+                    tokens.append(str(next(self.tokens)))
+                    futures.append(self.loop.create_future())
+                    self.pending[tokens[-1]] = futures[-1]
+                    await self.nc.publish(subject, payload, reply=self.prefix + tokens[-1], headers=headers)
+            timer = self.loop.call_later(self.timeout, lambda: [_time_out(future) for future in futures])
+            replies = []
+            for (subject, _, _), future in zip(requests, futures):
+                with self.errors(subject, self.timeout, b""):
+                    replies.append(await future)
+            return replies
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for token, future in zip(tokens, futures):
+                del self.pending[token]
+                if future.done() and not future.cancelled():
+                    future.exception()  # retrieved: timed-out futures we did not await log no warning
+
+    async def api(self, subject: str, request: dict[str, Any] | None = None, timeout: float | None = None) -> dict[str, Any]:
+        """A JetStream API request ($JS.API.<subject>) and its decoded JSON answer."""
+        msg = await self.request(f"{API}.{subject}", json.dumps(request).encode() if request is not None else b"", timeout=timeout)
+        return json.loads(msg.data)  # type: ignore[no-any-return]
+
+    async def doorbell(self, subject_filter: str) -> Doorbell:
+        """The doorbell of a subject filter, subscribed on first use for the connection's life."""
+        bell = self.doorbells.get(subject_filter)
+        if bell is None:
+            bell = self.doorbells[subject_filter] = Doorbell()
+            with self.errors(subject_filter, self.timeout, b""):
+                await self.nc.subscribe(subject_filter, cb=bell.ring)
+        return bell
+
+    async def close(self) -> None:
+        """Drain (or close) the client; best effort, never raises."""
+        if self.nc.is_closed:
+            return
+        try:
+            if self.nc.is_connected:
+                await self.nc.drain()
+            else:
+                await self.nc.close()
+        except Exception as e:  # noqa: BLE001 - closing a broken connection is best effort (nats-py can raise TypeError here)
+            log.debug("closing the NATS connection: %r", e)
+
+
+def _what(subject: str) -> str:
+    """A request's subject as people read it (no raw $JS.API subjects in messages)."""
+    if subject.startswith(f"{API}.DIRECT.GET."):
+        return f"a read from stream {subject.split('.')[4]}"
+    if subject.startswith(f"{API}."):
+        return "a JetStream request"
+    return f"a publish to {subject}"
+
+
+async def connect(servers: list[str], timeout: float, servers_text: str, options: dict[str, Any]) -> Connection:
+    """A started Connection to the first server that answers within timeout; EventStoreUnavailable otherwise."""
+    nc = NATS()
+
+    # Quiet while connecting (a failure raises EventStoreUnavailable) and on close;
+    # then one warning per outage, not one per reconnect attempt.
+    quiet = True
+
+    async def on_error(e: Exception) -> None:
+        nonlocal quiet
+        log.log(logging.DEBUG if quiet else logging.WARNING, "NATS error: %s", e)
+        quiet = True
+
+    async def on_disconnect() -> None:
+        if not nc.is_closed and not nc.is_draining:
+            log.warning("disconnected from NATS; reconnecting in the background")
+
+    async def on_reconnect() -> None:
+        nonlocal quiet
+        quiet = False
+        u = nc.connected_url
+        log.warning("reconnected to NATS at %s", f"{u.hostname}:{u.port}" if u else "?")
+
+    settings: dict[str, Any] = {
+        "servers": servers,
+        "connect_timeout": min(timeout, 2.0),
+        "allow_reconnect": True,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+        "error_cb": on_error,
+        "disconnected_cb": on_disconnect,
+        "reconnected_cb": on_reconnect,
+        "name": "django-eventstore",
+    }
+    settings.update(options)
+    try:
+        await asyncio.wait_for(nc.connect(**settings), timeout)
+        conn = Connection(nc, timeout, servers_text)  # after connect: it may set inbox_prefix
+        await conn.start()
+    except (asyncio.TimeoutError, OSError, nats.errors.Error) as e:
+        with contextlib.suppress(Exception):  # best effort: the connection never worked
+            await nc.close()
+        raise EventStoreUnavailable(f"could not connect to NATS within {timeout:g}s{_reason(e)}; servers tried: {servers_text}") from None
+    quiet = False
+    return conn
+
+
+def _reason(error: BaseException) -> str:
+    """What went wrong while connecting, as people read it (credentials never included)."""
+    text = str(error)
+    if "authorization violation" in text.lower():
+        return ": authorization violation (the server refused the credentials)"
+    return f": {redact(text)}" if text else ""
