@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
+import threading
 import sys
 import time
 import uuid
@@ -67,7 +69,7 @@ class Raw:
             sub = await self.js.pull_subscribe(subject, config=ConsumerConfig(deliver_policy=DeliverPolicy.LAST, ack_policy=AckPolicy.NONE, inactive_threshold=5))
             msgs = await sub.fetch(1)
             int(msgs[0].headers["Es-Version"])
-            await self.js.delete_consumer(STREAM, sub._consumer)
+            await self.js.delete_consumer(STREAM, (await sub.consumer_info()).name)
             await sub.unsubscribe()
 
     async def fetch_all(self, subject: str) -> int:
@@ -79,9 +81,62 @@ class Raw:
             for msg in await sub.fetch(256):
                 msg.data  # noqa: B018 - what a reader touches
                 count += 1
-        await self.js.delete_consumer(STREAM, sub._consumer)
+        await self.js.delete_consumer(STREAM, (await sub.consumer_info()).name)
         await sub.unsubscribe()
         return count
+
+    async def batched_direct_get(self, subject: str) -> int:
+        """Replay through nats-py's public API at its cheapest: batch direct gets of 1,000 answered on an inbox
+        subscription with a callback, no decoding: the floor a store's replay can reach."""
+        inbox = self.nc.new_inbox()
+        msgs: list = []
+        end: asyncio.Future = self.loop.create_future()
+
+        async def collect(msg) -> None:
+            if msg.headers and "Status" in msg.headers:
+                if not end.done():
+                    end.set_result(msg)
+            else:
+                msgs.append(msg)
+
+        sub = await self.nc.subscribe(inbox, cb=collect, pending_msgs_limit=0, pending_bytes_limit=0)
+        seq, count = 1, 0
+        while True:
+            end = self.loop.create_future()
+            msgs.clear()
+            request = json.dumps({"seq": seq, "next_by_subj": subject, "batch": 1000}).encode()
+            await self.nc.publish(f"$JS.API.DIRECT.GET.{STREAM}", request, reply=inbox)
+            status = await end
+            count += len(msgs)
+            if not msgs or status.headers.get("Nats-Num-Pending") == "0":
+                break
+            seq = int(msgs[-1].headers["Nats-Sequence"]) + 1
+        await sub.unsubscribe()
+        return count
+
+
+class RawFromSync:
+    """Public nats-py driven from sync code as a Django view would: a loop thread, run_coroutine_threadsafe per call."""
+
+    def __init__(self, url: str):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.nc = self.call(nats.connect(url))
+        self.js = self.nc.jetstream()
+
+    def call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def direct_gets(self, subject: str, n: int) -> None:
+        for _ in range(n):
+            msg = self.call(self.js.get_last_msg(STREAM, subject, direct=True))
+            int(msg.headers["Es-Version"])
+
+    def close(self) -> None:
+        self.call(self.nc.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
 
 
 async def awaited_on_store_loop(store: JetStreamEventStore, n: int) -> None:
@@ -107,6 +162,7 @@ def main() -> None:
         store = JetStreamEventStore(server.url, stream=STREAM)
         uncached = JetStreamEventStore(server.url, stream=STREAM, cache_size=0)
         raw = Raw(server.url)
+        raw_sync = RawFromSync(server.url)
         subjects = store.engine.subjects
         store.save_event(Event(actor_id="one-1", event_type="E", version=1))
         for start in range(0, 10_000, 1000):
@@ -132,6 +188,7 @@ def main() -> None:
             )
             # latest version: interleave the 1-event and the 10,000-event actor
             add("raw direct get (us/op)", timed(raw.run, raw.direct_gets(one_subject, n)) / n * 1e6)
+            add("raw direct get from sync code, loop thread (us/op)", timed(raw_sync.direct_gets, one_subject, n) / n * 1e6)
             add("get_latest_version, 1 event (us/op)", timed(lambda: [store.get_latest_version("one-1") for _ in range(n)]) / n * 1e6)
             add("get_latest_version, 10,000 events (us/op)", timed(lambda: [store.get_latest_version("long-1") for _ in range(n)]) / n * 1e6)
             add("aget_latest_version on the store's loop (us/op)", timed(store.portal.call, awaited_on_store_loop(store, n)) / n * 1e6)
@@ -144,6 +201,7 @@ def main() -> None:
             many = [Event(actor_id=f"many{tag}-{a}", event_type="E", version=v, data={"v": v}) for v in range(1, 21) for a in range(100)]
             add("save_events, 2,000 events of 100 actors (events/s)", len(many) / timed(store.save_events, many))
             add("raw pull fetch(256), 10,000 events (events/s)", 10_000 / timed(raw.run, raw.fetch_all(long_subject)))
+            add("raw batched direct get, 10,000 events (events/s)", 10_000 / timed(raw.run, raw.batched_direct_get(long_subject)))
             add("get_events, 10,000 events (events/s)", 10_000 / timed(store.get_events, "long-1"))
             print(f"round {r + 1}/{rounds} done", file=sys.stderr)
 
@@ -153,26 +211,30 @@ def main() -> None:
         for k, v in med.items():
             print(f"{k:<{width}}{v:>12,.1f}")
         raw_pub, save = med["raw publish+ack (us/op)"], med["save_event, sync (us/op)"]
-        dget = med["raw direct get (us/op)"]
+        dget_sync = med["raw direct get from sync code, loop thread (us/op)"]
         glv1, glv10k = med["get_latest_version, 1 event (us/op)"], med["get_latest_version, 10,000 events (us/op)"]
         append_rate, raw_batch_rate = med["append 100 events (events/s)"], med["raw publish+ack, 100 events (events/s)"]
         get_events_rate, fetch_rate = med["get_events, 10,000 events (events/s)"], med["raw pull fetch(256), 10,000 events (events/s)"]
+        floor_rate = med["raw batched direct get, 10,000 events (events/s)"]
+        deliver_last = med["DeliverLast consumer + fetch(1) (us/op)"]
         print()
         print("ratio                                                     value   target")
         checks = [
             ("save_event throughput / raw publish throughput", raw_pub / save, ">= 0.65", raw_pub / save >= 0.65),
-            ("get_latest_version time / raw direct get time", glv1 / dget, "<= 1.3", glv1 / dget <= 1.3),
-            ("DeliverLast time / get_latest_version time", med["DeliverLast consumer + fetch(1) (us/op)"] / glv1, ">= 10", med["DeliverLast consumer + fetch(1) (us/op)"] / glv1 >= 10),
+            ("get_latest_version time / raw sync direct get time", glv1 / dget_sync, "<= 1.1", glv1 / dget_sync <= 1.1),
+            ("DeliverLast time / get_latest_version time", deliver_last / glv1, ">= 5", deliver_last / glv1 >= 5),
             ("get_latest_version 10,000 events / 1 event", glv10k / glv1, "<= 1.3", glv10k / glv1 <= 1.3),
             ("append 100 events/s / raw publish events/s", append_rate / raw_batch_rate, ">= 3", append_rate / raw_batch_rate >= 3),
             ("save_events events/s / raw publish events/s", med["save_events, 2,000 events of 100 actors (events/s)"] / raw_batch_rate, "-", True),
-            ("get_events events/s / raw fetch(256) events/s", get_events_rate / fetch_rate, ">= 1.5", get_events_rate / fetch_rate >= 1.5),
+            ("get_events events/s / raw batched direct get events/s", get_events_rate / floor_rate, ">= 0.8", get_events_rate / floor_rate >= 0.8),
+            ("get_events events/s / raw fetch(256) events/s", get_events_rate / fetch_rate, "-", True),
         ]
         for name, value, target, ok in checks:
             print(f"{name:<52}{value:>10.2f}   {target:<8} {'ok' if ok else 'MISSED'}")
         store.close()
         uncached.close()
         raw.close()
+        raw_sync.close()
 
 
 if __name__ == "__main__":

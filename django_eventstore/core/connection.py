@@ -65,7 +65,8 @@ def redact(url: str) -> str:
     if not parts.username and not parts.password:
         return url
     host = parts.hostname or ""
-    return urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _time_out(future: asyncio.Future[Any]) -> None:
