@@ -8,9 +8,9 @@ import os
 import re
 import select
 import threading
-from concurrent.futures import ThreadPoolExecutor
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import nats
 import pytest
@@ -120,7 +120,7 @@ def test_stopped_server_raises_unavailable_within_timeout(stream_name):
         store.save_event(ev("order-1", 1))
         server.stop()
         start = time.monotonic()
-        with pytest.raises(EventStoreUnavailable, match="127.0.0.1"):
+        with pytest.raises(EventStoreUnavailable, match=r"127\.0\.0\.1"):
             store.save_event(ev("order-1", 2))
         with pytest.raises(EventStoreUnavailable):
             store.get_latest_version("order-1")

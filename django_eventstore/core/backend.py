@@ -11,7 +11,6 @@ from typing import Any, NamedTuple, Protocol
 
 from .errors import EventStoreError
 
-
 EVENTS = "events"
 SNAPSHOTS = "snapshots"
 

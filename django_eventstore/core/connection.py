@@ -71,7 +71,12 @@ def redact(url: str) -> str:
 
 def _time_out(future: asyncio.Future[Any]) -> None:
     if not future.done():
-        future.set_exception(asyncio.TimeoutError())
+        future.set_exception(TimeoutError())
+
+
+def _time_out_all(futures: list[asyncio.Future[Msg]]) -> None:
+    for future in futures:
+        _time_out(future)
 
 
 def answered(subject: str, msg: Msg) -> Msg:
@@ -128,7 +133,7 @@ class Connection:
         """Our errors for a request's: no answer in time, too large, a NATS error."""
         try:
             yield
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise EventStoreUnavailable(f"NATS did not answer within {wait:g}s ({_what(subject)}); servers tried: {self.servers}") from None
         except nats.errors.MaxPayloadError:
             raise EventTooLarge(len(payload), self.nc.max_payload) from None
@@ -177,7 +182,7 @@ class Connection:
                     futures.append(self.loop.create_future())
                     self.pending[tokens[-1]] = futures[-1]
                     await self.nc.publish(subject, payload, reply=self.prefix + tokens[-1], headers=headers)
-            timer = self.loop.call_later(self.timeout, lambda: [_time_out(future) for future in futures])
+            timer = self.loop.call_later(self.timeout, _time_out_all, futures)
             replies = []
             for (subject, _, _), future in zip(requests, futures):
                 with self.errors(subject, self.timeout, b""):
@@ -266,7 +271,7 @@ async def connect(servers: list[str], timeout: float, servers_text: str, options
         await asyncio.wait_for(nc.connect(**settings), timeout)
         conn = Connection(nc, timeout, servers_text)  # after connect: it may set inbox_prefix
         await conn.start()
-    except (asyncio.TimeoutError, OSError, nats.errors.Error) as e:
+    except (TimeoutError, OSError, nats.errors.Error) as e:
         with contextlib.suppress(Exception):  # best effort: the connection never worked
             await nc.close()
         raise EventStoreUnavailable(f"could not connect to NATS within {timeout:g}s{_reason(e)}; servers tried: {servers_text}") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Mapping
 
 from .errors import InvalidEvent
@@ -22,7 +22,7 @@ _loads = json.loads
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _new_id() -> str:
@@ -31,14 +31,14 @@ def _new_id() -> str:
 
 def format_timestamp(ts: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``."""
-    return ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_timestamp(text: str) -> datetime:
     ts = datetime.fromisoformat(text)
     if ts.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no time zone")
-    return ts.astimezone(timezone.utc)
+    return ts.astimezone(UTC)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

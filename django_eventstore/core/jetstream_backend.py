@@ -248,7 +248,7 @@ class JetStreamBackend:
                 return True
             try:
                 await asyncio.wait_for(waiter, timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
             return True
         finally:

@@ -21,7 +21,7 @@ from .errors import EventStoreError, EventStoreUnavailable
 
 T = TypeVar("T")
 
-_portals: "weakref.WeakSet[Portal]" = weakref.WeakSet()
+_portals: weakref.WeakSet[Portal] = weakref.WeakSet()
 Finish = Callable[[Any, "BaseException | None"], None]
 
 
