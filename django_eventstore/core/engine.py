@@ -12,7 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Iterable
+from typing import Awaitable, Callable, Iterable
 
 from .backend import EVENTS, SNAPSHOTS, Backend, DuplicateBatch, PubAck, Publish, RawMsg, WrongLastSequence
 from .errors import EventStoreError, EventTooLarge, InvalidEvent, SnapshotNotFound, VersionConflictError
@@ -146,30 +146,44 @@ class Engine:
 
     async def save_event(self, event: Event) -> Event:
         check_event(event)
-        subject = self.subjects.event_subject(event.actor_id)  # type: ignore[arg-type]
-        headers, body = encode_event(event)
         actor_id: str = event.actor_id  # type: ignore[assignment]
         version: int = event.version  # type: ignore[assignment]
-        state = self._cached(actor_id)
-        fresh = False
-        if state is None:
-            state, fresh = await self._read_state(actor_id, subject), True
-        self._check_size(headers, body, f"event {event.event_type!r} of actor {event.actor_id!r}")
-        for _ in range(MAX_PUBLISH_ATTEMPTS):
-            if state is None or (version != state.version + 1 and not fresh):
-                state, fresh = await self._read_state(actor_id, subject), True
-            if version != state.version + 1:
-                return (await self._settle_retry(actor_id, [event], state))[0]
-            try:
-                ack = await self.backend.publish(EVENTS, subject, headers, body, state.last_seq)
-            except WrongLastSequence:
-                state, fresh = None, False
-                continue
+        headers, body = encode_event(event)
+        self._check_size(headers, body, f"event {event.event_type!r} of actor {actor_id!r}")
+        subject = self.subjects.event_subject(actor_id)
+
+        async def publish(state: _State) -> list[Event]:
+            ack = await self.backend.publish(EVENTS, subject, headers, body, state.last_seq)
             if ack.duplicate:
-                return await self._settle_duplicate(actor_id, event, ack.seq)
+                return [await self._settle_duplicate(actor_id, event, ack.seq)]
             self._remember(actor_id, _State(version, ack.seq, event.id, ack.seq))
-            return replace(event, position=ack.seq)
-        raise VersionConflictError(actor_id, version, (await self._read_state(actor_id, subject)).version)
+            return [replace(event, position=ack.seq)]
+
+        return (await self._write(actor_id, subject, [event], publish))[0]
+
+    async def _write(self, actor_id: str, subject: str, events: list[Event], publish: Callable[[_State], Awaitable[list[Event]]]) -> list[Event]:
+        """publish(state) once the actor's state says the events follow on; the one retry rule of every write.
+
+        The state comes from the cache when it has it; a refusal by the server
+        (another writer came first, or the cache was stale) re-reads it. When
+        the stored version is not the one before the events, they are our own
+        earlier write (returned as stored) or a VersionConflictError.
+        """
+        expected: int = events[0].version - 1  # type: ignore[operator]
+        state = self._cached(actor_id)
+        fresh = state is None
+        if state is None:
+            state = await self._read_state(actor_id, subject)
+        for _ in range(MAX_PUBLISH_ATTEMPTS):
+            if state.version != expected and not fresh:
+                state, fresh = await self._read_state(actor_id, subject), True
+            if state.version != expected:
+                return await self._settle_retry(actor_id, events, state)
+            try:
+                return await publish(state)
+            except WrongLastSequence:
+                state, fresh = await self._read_state(actor_id, subject), True
+        raise VersionConflictError(actor_id, expected + 1, (await self._read_state(actor_id, subject)).version)
 
     async def _settle_retry(self, actor_id: str, events: list[Event], state: _State) -> list[Event]:
         """The versions do not follow the stored one: our own earlier write of these events, or a real conflict."""
@@ -298,32 +312,22 @@ class Engine:
             return [await self.save_event(prepared[0])]
         subject = self.subjects.event_subject(actor_id)
         encoded = [encode_event(event) for event in prepared]
-        state = self._cached(actor_id)
-        fresh = False
-        if state is None:
-            state, fresh = await self._read_state(actor_id, subject), True
         for event, (headers, body) in zip(prepared, encoded):
             self._check_size(headers, body, f"event {event.version} ({event.event_type!r}) of the batch")
-        for _ in range(MAX_PUBLISH_ATTEMPTS):
-            if state is None or (state.version != expected_version and not fresh):
-                state, fresh = await self._read_state(actor_id, subject), True
-            if state.version != expected_version:
-                return await self._settle_retry(actor_id, prepared, state)
+
+        async def publish(state: _State) -> list[Event]:
             try:
                 last_seq = await self.backend.publish_batch(subject, encoded, state.last_seq)
-            except WrongLastSequence:
-                state, fresh = None, False
-                continue
             except DuplicateBatch:
-                state, fresh = await self._read_state(actor_id, subject), True
-                if state.version == expected_version:
+                if (await self._read_state(actor_id, subject)).version == expected_version:
                     raise InvalidEvent(f"an event id of the batch is already used by another stored event (actor {actor_id!r})") from None
-                continue
+                raise WrongLastSequence(None) from None  # stored meanwhile, perhaps by our own earlier try: settle it
             last = prepared[-1]
             self._remember(actor_id, _State(last.version, last_seq, last.id, last_seq))  # type: ignore[arg-type]
             first_seq = last_seq - len(prepared) + 1
             return [replace(e, position=first_seq + i) for i, e in enumerate(prepared)]
-        raise VersionConflictError(actor_id, expected_version + 1, (await self._read_state(actor_id, subject)).version)
+
+        return await self._write(actor_id, subject, prepared, publish)
 
     def _prepare_batch(self, actor_id: str, events: list[Event], expected_version: int) -> list[Event]:
         if len(events) > MAX_APPEND:
