@@ -33,18 +33,16 @@ from .events import (
     header_version,
     summary,
 )
+from .limits import MAX_APPEND, MAX_PAGE, READ_BATCH
 from .subjects import Subjects, validate_actor_id
 from .subjects import actor_type as actor_type_of
 
 log = logging.getLogger("django_eventstore")
 
-READ_BATCH = 4096
-MAX_APPEND = 1000  # the server's limit of messages in one atomic batch
 SEEK_FROM = 1024  # skip-ahead by binary search pays from about this many events on
 MAX_PUBLISH_ATTEMPTS = 5
 PIPELINE = 256  # save_events: publishes in flight at once
 PIPELINE_BYTES = 4 * 1024 * 1024  # and their bodies' bytes at most (beyond the first)
-MAX_PAGE = 1000  # multi_last answers at most 1,024 subjects
 LISTING_REUSE = 1.0  # seconds a full actor listing may serve actor_types()
 
 

@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 from typing import Any, Mapping
 
 from .errors import InvalidEvent
+from .limits import MAX_EVENT_ID_LENGTH, MAX_EVENT_TYPE_LENGTH
 from .subjects import actor_type as _actor_type
 from .subjects import validate_actor_id
 
 H_MSG_ID = "Nats-Msg-Id"
 H_VERSION = "Es-Version"
 H_EVENT_TYPE = "Es-Event-Type"
-MAX_EVENT_TYPE_LENGTH = 256
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _loads = json.loads
@@ -158,8 +158,8 @@ def check_event(event: Event) -> None:
         raise InvalidEvent(
             f"event_type must be at most {MAX_EVENT_TYPE_LENGTH} printable characters without leading or trailing spaces, got {et!r}"
         )
-    if not isinstance(event.id, str) or not event.id or len(event.id) > 128 or not event.id.isprintable() or " " in event.id:
-        raise InvalidEvent(f"event id must be a non-empty printable string of at most 128 characters without spaces, got {event.id!r}")
+    if not isinstance(event.id, str) or not event.id or len(event.id) > MAX_EVENT_ID_LENGTH or not event.id.isprintable() or " " in event.id:
+        raise InvalidEvent(f"event id must be a non-empty printable string of at most {MAX_EVENT_ID_LENGTH} characters without spaces, got {event.id!r}")
     if not isinstance(event.data, dict):
         raise InvalidEvent(f"data must be a dict, got {type(event.data).__name__}")
     if not isinstance(event.metadata, dict):

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any, AsyncIterator, Coroutine, Iterable, Iterator, TypeVar
 
 from .backend import ServerSummary, StreamChange
-from .engine import READ_BATCH as MAX_FEED_BATCH
 from .engine import Engine
 from .errors import InvalidEvent
 from .events import ActorPage, ActorSnapshot, Event, FeedBatch, ReadResult
+from .limits import READ_BATCH as MAX_FEED_BATCH
 
 T = TypeVar("T")
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .errors import InvalidActorId
+from .limits import MAX_ACTOR_ID_BYTES
 
-MAX_ACTOR_ID_BYTES = 256
 _SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _ENCODE_TABLE = [chr(b) if b in _SAFE else f"~{b:02X}" for b in range(256)]
 _SAFE_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
