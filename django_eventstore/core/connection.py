@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import json
 import logging
+import re
 from typing import Any, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,6 +28,7 @@ from .errors import EventStoreUnavailable, EventTooLarge
 log = logging.getLogger("django_eventstore")
 
 API = "$JS.API"
+_URL_WITH_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.-]*://)[^/@\s]*@([^\s/]+)", re.IGNORECASE)
 STATUS = "Status"
 
 
@@ -34,14 +36,63 @@ class NoResponders(EventStoreUnavailable):
     """Nothing received a request ("no responders"): JetStream does not listen on that subject, now."""
 
 
+class NoAnswer(EventStoreUnavailable):
+    """A request went unanswered within its time: the server may be gone, or the answer lost on the way."""
+
+
+class Unreachable(EventStoreUnavailable):
+    """No server of SERVERS can be reached now: calls fail at once instead of each waiting TIMEOUT."""
+
+
+class Health:
+    """Whether NATS can be reached, kept from nats-py's connection callbacks.
+
+    After a disconnect, nats-py tries the servers in turn; once every one of
+    them has failed an attempt, the store is unreachable until a reconnect.
+    """
+
+    def __init__(self) -> None:
+        self.failed_attempts = 0
+        self.unreachable = False
+        self.last_error: BaseException | None = None  # the latest connect or reconnect failure, for messages
+
+    def disconnected(self) -> None:
+        self.failed_attempts = 0
+
+    def attempt_failed(self, servers: int) -> None:
+        self.failed_attempts += 1
+        self.unreachable = self.failed_attempts >= max(servers, 1)
+
+    def reconnected(self) -> None:
+        self.failed_attempts = 0
+        self.unreachable = False
+
+
 class _Batch:
     """Collects the replies of a batch direct get until its end-of-batch status."""
 
-    __slots__ = ("msgs", "future")
+    __slots__ = ("msgs", "future", "timer")
 
     def __init__(self, future: asyncio.Future[Msg]) -> None:
         self.msgs: list[Msg] = []
         self.future = future
+        self.timer: asyncio.TimerHandle | None = None
+
+    def time_out_when_idle(self, loop: asyncio.AbstractEventLoop, wait: float) -> None:
+        """Fail the batch when no reply came for wait seconds: a long batch that keeps flowing goes on."""
+        seen = len(self.msgs)
+
+        def check() -> None:
+            nonlocal seen
+            if self.future.done():
+                return
+            if len(self.msgs) > seen:
+                seen = len(self.msgs)
+                self.timer = loop.call_later(wait, check)
+            else:
+                _time_out(self.future)
+
+        self.timer = loop.call_later(wait, check)
 
 
 class Doorbell:
@@ -89,8 +140,9 @@ def answered(subject: str, msg: Msg) -> Msg:
 class Connection:
     """A nats-py client and the inbox multiplexer over it; every method runs on the connection's loop."""
 
-    def __init__(self, nc: NATS, timeout: float, servers: str):
+    def __init__(self, nc: NATS, timeout: float, servers: str, health: Health | None = None):
         self.nc = nc
+        self.health = health or Health()
         self.servers = servers  # for messages: comma-separated, credentials removed
         self.timeout = timeout
         self.prefix = nc.new_inbox() + "."
@@ -134,30 +186,42 @@ class Connection:
         try:
             yield
         except TimeoutError:
-            raise EventStoreUnavailable(f"NATS did not answer within {wait:g}s ({_what(subject)}); servers tried: {self.servers}") from None
+            raise NoAnswer(f"NATS did not answer within {wait:g}s ({_what(subject)}); servers tried: {self.servers}") from None
         except nats.errors.MaxPayloadError:
             raise EventTooLarge(len(payload), self.nc.max_payload) from None
         except nats.errors.Error as e:
             raise EventStoreUnavailable(f"NATS error ({e}); servers tried: {self.servers}") from None
 
+    def check_reachable(self) -> None:
+        """Fail at once while no server can be reached (see Health)."""
+        if self.health.unreachable:
+            raise Unreachable(f"NATS cannot be reached now (every server refused or timed out; reconnecting in the background); servers tried: {self.servers}")
+
     async def send(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> None:
         """Publish without waiting for an answer (the messages of an atomic batch before its commit)."""
+        self.check_reachable()
         with self.errors(subject, self.timeout, payload):
             await self.nc.publish(subject, payload, headers=headers)
 
     async def _roundtrip(self, subject: str, payload: bytes, headers: dict[str, str] | None, batch: bool, timeout: float | None) -> tuple[Msg, list[Msg]]:
+        self.check_reachable()
         token = str(next(self.tokens))
         wait = self.timeout if timeout is None else timeout
         future: asyncio.Future[Msg] = self.loop.create_future()
         collected = _Batch(future) if batch else None
         self.pending[token] = collected or future
-        timer = self.loop.call_later(wait, _time_out, future)
+        if collected is not None:
+            collected.time_out_when_idle(self.loop, wait)
+        timer = collected.timer if collected else self.loop.call_later(wait, _time_out, future)
         try:
             with self.errors(subject, wait, payload):
                 await self.nc.publish(subject, payload, reply=self.prefix + token, headers=headers)
                 msg = await future
         finally:
-            timer.cancel()
+            if collected is not None:
+                timer = collected.timer
+            if timer is not None:
+                timer.cancel()
             del self.pending[token]
         return answered(subject, msg), collected.msgs if collected else []
 
@@ -170,23 +234,28 @@ class Connection:
         end, msgs = await self._roundtrip(subject, payload, None, True, timeout)
         return msgs, end
 
-    async def request_many(self, requests: list[tuple[str, bytes, dict[str, str] | None]]) -> list[Msg]:
-        """Send every request, then wait for all their replies, within TIMEOUT in all."""
+    async def request_many(self, requests: list[tuple[str, bytes, dict[str, str] | None]], timeout: float | None = None) -> list[Msg | EventStoreUnavailable]:
+        """Send every request, then wait for all their replies within timeout (default TIMEOUT) in all: each reply, or NoAnswer."""
+        self.check_reachable()
+        wait = self.timeout if timeout is None else timeout
         tokens: list[str] = []
         futures: list[asyncio.Future[Msg]] = []
         timer = None
         try:
             for subject, payload, headers in requests:
-                with self.errors(subject, self.timeout, payload):
+                with self.errors(subject, wait, payload):
                     tokens.append(str(next(self.tokens)))
                     futures.append(self.loop.create_future())
                     self.pending[tokens[-1]] = futures[-1]
                     await self.nc.publish(subject, payload, reply=self.prefix + tokens[-1], headers=headers)
-            timer = self.loop.call_later(self.timeout, _time_out_all, futures)
-            replies = []
+            timer = self.loop.call_later(wait, _time_out_all, futures)
+            replies: list[Msg | EventStoreUnavailable] = []
             for (subject, _, _), future in zip(requests, futures):
-                with self.errors(subject, self.timeout, b""):
-                    replies.append(await future)
+                try:
+                    with self.errors(subject, wait, b""):
+                        replies.append(await future)
+                except NoAnswer as e:
+                    replies.append(e)
             return replies
         finally:
             if timer is not None:
@@ -232,8 +301,11 @@ def _what(subject: str) -> str:
     return f"a publish to {subject}"
 
 
-async def connect(servers: list[str], timeout: float, servers_text: str, options: dict[str, Any]) -> Connection:
-    """A started Connection to the first server that answers within timeout; EventStoreUnavailable otherwise."""
+async def connect(servers: list[str], timeout: float, servers_text: str, options: dict[str, Any], health: Health) -> Connection:
+    """A started Connection; nats-py tries the servers in turn until one answers (bound it with a timeout).
+
+    Failures on the way are kept in health.last_error for the caller's message.
+    """
     nc = NATS()
 
     # Quiet while connecting (a failure raises EventStoreUnavailable) and on close;
@@ -242,16 +314,21 @@ async def connect(servers: list[str], timeout: float, servers_text: str, options
 
     async def on_error(e: Exception) -> None:
         nonlocal quiet
-        log.log(logging.DEBUG if quiet else logging.WARNING, "NATS error: %s", e)
+        health.last_error = e
+        if nc.is_reconnecting:
+            health.attempt_failed(len(nc.servers))
+        log.log(logging.DEBUG if quiet else logging.WARNING, "NATS error: %s", redact_text(str(e)))
         quiet = True
 
     async def on_disconnect() -> None:
+        health.disconnected()
         if not nc.is_closed and not nc.is_draining:
             log.warning("disconnected from NATS; reconnecting in the background")
 
     async def on_reconnect() -> None:
         nonlocal quiet
         quiet = False
+        health.reconnected()
         u = nc.connected_url
         log.warning("reconnected to NATS at %s", f"{u.hostname}:{u.port}" if u else "?")
 
@@ -268,20 +345,27 @@ async def connect(servers: list[str], timeout: float, servers_text: str, options
     }
     settings.update(options)
     try:
-        await asyncio.wait_for(nc.connect(**settings), timeout)
-        conn = Connection(nc, timeout, servers_text)  # after connect: it may set inbox_prefix
+        await nc.connect(**settings)
+        conn = Connection(nc, timeout, servers_text, health)  # after connect: it may set inbox_prefix
         await conn.start()
-    except (TimeoutError, OSError, nats.errors.Error) as e:
+    except BaseException as e:  # cancelled (given up on) included: the client must not linger
         with contextlib.suppress(Exception):  # best effort: the connection never worked
             await nc.close()
-        raise EventStoreUnavailable(f"could not connect to NATS within {timeout:g}s{_reason(e)}; servers tried: {servers_text}") from None
+        if isinstance(e, (OSError, nats.errors.Error)):
+            raise EventStoreUnavailable(f"could not connect to NATS{reason(e)}; servers tried: {servers_text}") from None
+        raise
     quiet = False
     return conn
 
 
-def _reason(error: BaseException) -> str:
+def reason(error: BaseException | None) -> str:
     """What went wrong while connecting, as people read it (credentials never included)."""
-    text = str(error)
+    text = str(error or "")
     if "authorization violation" in text.lower():
-        return ": authorization violation (the server refused the credentials)"
-    return f": {redact(text)}" if text else ""
+        return " (authorization violation: the server refused the credentials)"
+    return f" ({redact_text(text)})" if text else ""
+
+
+def redact_text(text: str) -> str:
+    """text with the credentials of any URL in it removed."""
+    return _URL_WITH_CREDENTIALS.sub(r"\1\2", text)

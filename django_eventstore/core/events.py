@@ -274,7 +274,7 @@ def encode_snapshot(snapshot: ActorSnapshot, position: int) -> tuple[dict[str, s
         },
         f"snapshot state of actor {snapshot.actor_id!r}",
     )
-    return {H_VERSION: str(snapshot.version)}, body
+    return {H_VERSION: str(snapshot.version), H_MSG_ID: uuid.uuid4().hex}, body  # the id makes a re-sent publish a duplicate
 
 
 def decode_snapshot(actor_id: str, body: bytes) -> ActorSnapshot:

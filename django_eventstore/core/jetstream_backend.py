@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 from nats.aio.msg import Msg
 
 from .backend import EVENTS, SNAPSHOTS, DuplicateBatch, PubAck, Publish, RawMsg, ServerSummary, StreamChange, StreamSummary, WrongLastSequence
-from .connection import STATUS, Connection, NoResponders, answered, connect, redact
+from .connection import STATUS, Connection, Health, NoAnswer, NoResponders, Unreachable, answered, connect, reason, redact
 from .errors import EventStoreError, EventStoreUnavailable, EventTooLarge, StreamSetupError
 from .subjects import Subjects, subject_matches
 
@@ -33,6 +33,8 @@ ERR_BATCH_DUPLICATE = 10201
 ERR_MAX_PAYLOAD = 10054
 ERR_JETSTREAM_OFF = 10076
 ERR_JETSTREAM_OFF_FOR_ACCOUNT = 10039
+ERR_BATCH_INCOMPLETE = 10176  # a server restart in the middle of an atomic batch: nothing stored, send it again
+ATTEMPT_TIMEOUT = 1.0  # seconds a request may go unanswered before it is sent again (within TIMEOUT in all)
 _MISSING = "missing"  # _stream_problem: the stream does not exist
 # Every server answer that means "the expected sequence (or last message) did not hold": a conflict to settle.
 _WRONG_LAST = (ERR_WRONG_LAST_SEQUENCE, ERR_WRONG_LAST_MSG_ID, ERR_CLUSTERED_WRONG_LAST_SEQUENCE)
@@ -86,13 +88,20 @@ class JetStreamBackend:
         self.connect_options = dict(connect_options or {})
         self._conn: Connection | None = None
         self._connecting: asyncio.Lock | None = None
+        self._dialing: asyncio.Future[Connection] | None = None  # a connect going on in the background
+        self._health = Health()
         self._set_up = False  # streams created or checked on this connection
         self.max_payload = 1024 * 1024
 
     # ----- connection -----
 
     async def _connection(self, auto_setup: bool = True) -> Connection:
-        """The open connection, connecting (and, with AUTO_SETUP, setting up the streams once) if needed."""
+        """The open connection, connecting (and, with AUTO_SETUP, setting up the streams once) if needed.
+
+        The first call waits up to TIMEOUT for a server; if none answered, the
+        connection goes on being tried in the background and calls fail at
+        once (Unreachable) until it succeeds.
+        """
         conn = self._conn
         if conn is not None and not conn.nc.is_closed and (self._set_up or not (auto_setup and self.auto_setup)):
             return conn
@@ -101,19 +110,36 @@ class JetStreamBackend:
         async with self._connecting:
             if self._conn is None or self._conn.nc.is_closed:
                 self._set_up = False
-                self._conn = await connect(self.servers, self.timeout, self.servers_text, self.connect_options)
+                self._conn = await self._dial()
                 self.max_payload = self._conn.max_payload
             if auto_setup and self.auto_setup and not self._set_up:
                 await self._setup(self._conn, dry_run=False)
             return self._conn
 
+    async def _dial(self) -> Connection:
+        dialing = self._dialing
+        if dialing is not None and not dialing.done():  # a first call already waited TIMEOUT for it
+            raise Unreachable(f"could not connect to NATS{reason(self._health.last_error)}; still trying in the background; servers tried: {self.servers_text}")
+        self._health = Health()
+        dialing = self._dialing = asyncio.ensure_future(connect(self.servers, self.timeout, self.servers_text, self.connect_options, self._health))
+        try:
+            return await asyncio.wait_for(asyncio.shield(dialing), self.timeout)
+        except TimeoutError:
+            raise EventStoreUnavailable(
+                f"could not connect to NATS within {self.timeout:g}s{reason(self._health.last_error)}; servers tried: {self.servers_text}"
+            ) from None
+
     def forget(self) -> None:
         self._conn = None
         self._connecting = None
+        self._dialing = None
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         self._connecting = None
+        dialing, self._dialing = self._dialing, None
+        if dialing is not None and not dialing.done():
+            dialing.cancel()
         if conn is not None:
             await conn.close()
 
@@ -123,22 +149,38 @@ class JetStreamBackend:
         return f"{API}.DIRECT.GET.{self.stream_names[stream]}"
 
     async def _answer(
-        self, conn: Connection, stream: str, ask: Callable[[float], Awaitable[T]], *, subject: str | None = None, direct: bool = False, probe: bool = True
+        self,
+        conn: Connection,
+        stream: str,
+        ask: Callable[[float], Awaitable[T]],
+        *,
+        subject: str | None = None,
+        direct: bool = False,
+        probe: bool = True,
+        attempt: float = ATTEMPT_TIMEOUT,
     ) -> T:
-        """ask(timeout)'s answer, sending the request again while nothing receives it, until TIMEOUT in all.
+        """ask(timeout)'s answer, sending the request again while it goes unanswered, until TIMEOUT in all.
 
-        "No responders" means JetStream does not listen (a server restarting, a
-        leader election) and nobody got the request, so sending it again is
-        safe; a request that went unanswered (timed out) is not sent again.
-        With probe, one look at the stream tells a setup problem, which fails
-        at once (a missing stream is created again under AUTO_SETUP).
+        Every request the store makes is safe to send again: reads, and writes
+        that carry their event id and expected sequence (a re-sent write that
+        was stored the first time is refused, and the engine finds it stored).
+        So a request unanswered within ``attempt`` seconds (its server died, the
+        answer was lost) goes out again, and so does one that "no responders"
+        says nobody received (a server restarting, a leader election). With
+        probe, one look at the stream tells a setup problem, which fails at
+        once (a missing stream is created again under AUTO_SETUP).
         """
         started = time.monotonic()
         deadline = started + self.timeout
         pause = 0.05
         while True:
+            remaining = deadline - time.monotonic()
             try:
-                return await ask(max(deadline - time.monotonic(), 0.001))
+                return await ask(max(min(attempt, remaining), 0.001))
+            except NoAnswer:
+                if deadline - time.monotonic() <= 0.001:
+                    raise EventStoreUnavailable(f"NATS did not answer within {self.timeout:g}s (stream {self.stream_names[stream]}); servers tried: {self.servers_text}") from None
+                continue
             except NoResponders:
                 pass
             if probe:
@@ -185,7 +227,8 @@ class JetStreamBackend:
 
     async def _api(self, conn: Connection, subject: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
         """A JetStream API call, sent again while JetStream does not listen (see _answer)."""
-        return await self._answer(conn, EVENTS, lambda timeout: conn.api(subject, request, timeout), probe=False)
+        # JetStream API calls (stream info of 100,000 subjects...) may take long: one attempt of TIMEOUT
+        return await self._answer(conn, EVENTS, lambda timeout: conn.api(subject, request, timeout), probe=False, attempt=self.timeout)
 
     async def last_msg(self, stream: str, subject: str) -> RawMsg | None:
         conn = await self._connection()
@@ -287,6 +330,11 @@ class JetStreamBackend:
                 f"a multi-event append needs atomic batch publish, which nats-server {'.'.join(map(str, conn.server_version()[:2]))} "
                 "does not have (2.12+); nothing was stored"
             )
+        # Each try is a new batch: a batch whose commit went unanswered, or that a restarting server
+        # dropped, is sent again whole; if the first was stored after all, its event ids refuse the second.
+        return await self._answer(conn, EVENTS, lambda timeout: self._send_batch(conn, subject, messages, expected_last_seq, timeout), subject=subject)
+
+    async def _send_batch(self, conn: Connection, subject: str, messages: list[tuple[dict[str, str], bytes]], expected_last_seq: int, timeout: float) -> int:
         batch_id = uuid.uuid4().hex
         last = len(messages)
         for n, (headers, body) in enumerate(messages, start=1):
@@ -297,12 +345,10 @@ class JetStreamBackend:
                 await conn.send(subject, body, headers=h)
                 continue
             h["Nats-Batch-Commit"] = "1"
-            try:
-                msg = await conn.request(subject, body, h)
-            except NoResponders:  # not sent again alone: a batch never committed is dropped by the server
-                raise EventStoreUnavailable(f"JetStream did not take the batch (nothing was stored); servers tried: {self.servers_text}") from None
-            resp = json.loads(msg.data)
+            resp = json.loads((await conn.request(subject, body, h, timeout)).data)
             if "error" in resp:
+                if _api_error(resp)[0] == ERR_BATCH_INCOMPLETE:
+                    raise NoAnswer("the server dropped the batch (restarting?): nothing was stored")
                 self._raise_publish_error(resp, subject)
             return int(resp["seq"])
         raise AssertionError("empty batch")
@@ -327,6 +373,8 @@ class JetStreamBackend:
         results: list[PubAck | EventStoreError] = []
         for (subject, _, _), msg in zip(requests, await conn.request_many(requests)):
             try:
+                if isinstance(msg, EventStoreError):  # unanswered: the engine sends it again alone
+                    raise msg
                 resp = json.loads(answered(subject, msg).data)
                 if "error" in resp:
                     self._raise_publish_error(resp, subject)
