@@ -198,7 +198,7 @@ def test_the_first_call_waits_timeout_then_calls_fail_fast_until_a_server_comes(
     server = NatsServer(port=port, store_dir=tmp_path)
     try:
         started = time.monotonic()
-        with pytest.raises(EventStoreUnavailable, match="within 1.5s"):
+        with pytest.raises(EventStoreUnavailable, match=r"within 1\.5s"):
             store.get_latest_version("order-1")
         assert 1.4 < time.monotonic() - started < 3
         timings = []
