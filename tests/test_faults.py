@@ -68,6 +68,7 @@ class Writers:
     acknowledged: dict[str, list[str]] = field(default_factory=dict)
     longest: float = 0.0
     errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -82,9 +83,11 @@ class Writers:
                 self.store.save_event(event)
                 acked.append(event.id)
                 version += 1
-            except (EventStoreUnavailable, VersionConflictError):
+            except (EventStoreUnavailable, VersionConflictError) as e:
                 with self.lock:
                     self.errors += 1
+                    if len(self.error_samples) < 5:
+                        self.error_samples.append(f"{type(e).__name__}: {e}")
                 try:
                     version = self.store.get_latest_version(actor)
                 except EventStoreUnavailable:

@@ -6,7 +6,7 @@ Subclasses say how a coroutine of the engine is run: on the portal loop
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Coroutine, Iterable, Iterator, TypeVar
+from typing import Any, AsyncGenerator, Coroutine, Generator, Iterable, TypeVar
 
 from .backend import ServerSummary, StreamChange
 from .engine import Engine
@@ -18,7 +18,7 @@ T = TypeVar("T")
 
 
 class EventStore:
-    """Event sourcing over a stream backend; see DESIGN section 4 for the contract."""
+    """Event sourcing over a stream backend; see docs/python-api.md for the contract."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -142,7 +142,7 @@ class EventStore:
         return await self._acall(self.engine.read_all_with_errors(after_position, limit, actor_type=actor_type, actor_id=actor_id))
 
     # --- the live feed ---
-    def subscribe(self, after_position: int = 0, *, actor_types: list[str] | None = None, batch_size: int = 500, idle_timeout: float = 1.0) -> Iterator[FeedBatch]:
+    def subscribe(self, after_position: int = 0, *, actor_types: list[str] | None = None, batch_size: int = 500, idle_timeout: float = 1.0) -> Generator[FeedBatch, None, None]:
         """Events after a position in stream order, waiting for new ones; never ends by itself (close() it).
 
         Each step is a FeedBatch: the events (only of ``actor_types`` when given)
@@ -159,7 +159,7 @@ class EventStore:
             position = batch.position
             yield batch
 
-    async def asubscribe(self, after_position: int = 0, *, actor_types: list[str] | None = None, batch_size: int = 500, idle_timeout: float = 1.0) -> AsyncIterator[FeedBatch]:
+    async def asubscribe(self, after_position: int = 0, *, actor_types: list[str] | None = None, batch_size: int = 500, idle_timeout: float = 1.0) -> AsyncGenerator[FeedBatch, None]:
         """The async twin of subscribe."""
         subject_filter, types, position = self._feed_args(after_position, actor_types, batch_size, idle_timeout)
         while True:

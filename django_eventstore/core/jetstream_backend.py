@@ -207,8 +207,8 @@ class JetStreamBackend:
         """
         name = self.stream_names[stream]
         try:
-            info = await conn.api(f"STREAM.INFO.{name}", timeout=timeout)
-        except NoResponders:
+            info = await conn.api(f"STREAM.INFO.{name}", timeout=min(timeout, ATTEMPT_TIMEOUT))
+        except (NoResponders, NoAnswer):  # a leaderless stream (an election) answers nothing: wait
             return None
         if "error" in info:
             code, text = _api_error(info)
@@ -273,7 +273,7 @@ class JetStreamBackend:
             request = {"subjects_filter": subject_filter, "offset": offset}
             resp = await self._api(conn, f"STREAM.INFO.{self.stream_names[stream]}", request)
             if "error" in resp:
-                raise EventStoreError(f"stream info of {self.stream_names[stream]} failed: {_api_error(resp)[1]}")
+                raise self._stream_error(self.stream_names[stream], resp)
             page = (resp.get("state") or {}).get("subjects") or {}
             out.update(page)
             offset += len(page)
@@ -359,7 +359,7 @@ class JetStreamBackend:
         if "error" in info:
             if _api_error(info)[0] == ERR_STREAM_NOT_FOUND:
                 return 0  # the publishes will tell (and AUTO_SETUP create it again)
-            raise EventStoreError(f"cannot read stream {self.stream_names[stream]}: {_api_error(info)[1]}")
+            raise self._stream_error(self.stream_names[stream], info)
         return int((info.get("state") or {}).get("last_seq", 0))
 
     async def publish_pipelined(self, stream: str, messages: list[Publish], expected_last_seq: int) -> list[PubAck | EventStoreError]:
@@ -437,6 +437,14 @@ class JetStreamBackend:
         return changes
 
     @staticmethod
+    def _stream_error(name: str, resp: dict[str, Any]) -> EventStoreError:
+        """The error for a stream info request that failed: StreamSetupError when the stream does not exist."""
+        code, text = _api_error(resp)
+        if code == ERR_STREAM_NOT_FOUND:
+            return StreamSetupError(name, f"stream {name} does not exist")
+        return EventStoreError(f"cannot read stream {name}: {text}")
+
+    @staticmethod
     def _check_api(resp: dict[str, Any], what: str) -> None:
         if "error" in resp:
             raise EventStoreError(f"could not {what}: {_api_error(resp)[1]}")
@@ -448,7 +456,7 @@ class JetStreamBackend:
         for name in self.stream_names.values():
             info = await self._api(conn, f"STREAM.INFO.{name}")
             if "error" in info:
-                raise EventStoreError(f"cannot read stream {name}: {_api_error(info)[1]}")
+                raise self._stream_error(name, info)
             state, config = info.get("state", {}), info.get("config", {})
             streams.append(
                 StreamSummary(
