@@ -33,7 +33,7 @@ from .events import (
     header_version,
     summary,
 )
-from .limits import MAX_APPEND, MAX_PAGE, READ_BATCH
+from .limits import DEFAULT_PAGE, MAX_APPEND, MAX_PAGE, READ_BATCH
 from .subjects import Subjects, validate_actor_id
 from .subjects import actor_type as actor_type_of
 
@@ -426,7 +426,7 @@ class Engine:
     async def read_all_with_errors(
         self,
         after_position: int = 0,
-        limit: int = 100,
+        limit: int = DEFAULT_PAGE,
         *,
         actor_type: str | None = None,
         actor_id: str | None = None,
@@ -457,7 +457,7 @@ class Engine:
             seq = msgs[-1].seq + 1
         return ReadResult(events, errors)
 
-    async def read_all(self, after_position: int = 0, limit: int = 100, *, actor_type: str | None = None) -> list[Event]:
+    async def read_all(self, after_position: int = 0, limit: int = DEFAULT_PAGE, *, actor_type: str | None = None) -> list[Event]:
         result = await self.read_all_with_errors(after_position, limit, actor_type=actor_type)
         for err in result.errors:
             log.warning("skipping malformed message at position %s on %s: %s", err.position, err.subject, err.reason)
@@ -571,7 +571,7 @@ class Engine:
         self,
         actor_type: str | None = None,
         prefix: str | None = None,
-        limit: int = 100,
+        limit: int = DEFAULT_PAGE,
         after: str | None = None,
         offset: int = 0,
     ) -> ActorPage:

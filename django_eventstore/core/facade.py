@@ -12,6 +12,7 @@ from .backend import ServerSummary, StreamChange
 from .engine import Engine
 from .errors import InvalidEvent
 from .events import ActorPage, ActorSnapshot, Event, FeedBatch, ReadResult
+from .limits import DEFAULT_PAGE
 from .limits import READ_BATCH as MAX_FEED_BATCH
 
 T = TypeVar("T")
@@ -99,11 +100,11 @@ class EventStore:
         return await self._acall(self.engine.get_latest_snapshot(actor_id))
 
     # --- reads across actors ---
-    def list_actors(self, actor_type: str | None = None, prefix: str | None = None, limit: int = 100, after: str | None = None, offset: int = 0) -> ActorPage:
+    def list_actors(self, actor_type: str | None = None, prefix: str | None = None, limit: int = DEFAULT_PAGE, after: str | None = None, offset: int = 0) -> ActorPage:
         """A page of actors ordered by id, with latest and snapshot versions, and the total matching."""
         return self._call(self.engine.list_actors(actor_type, prefix, limit, after, offset))
 
-    async def alist_actors(self, actor_type: str | None = None, prefix: str | None = None, limit: int = 100, after: str | None = None, offset: int = 0) -> ActorPage:
+    async def alist_actors(self, actor_type: str | None = None, prefix: str | None = None, limit: int = DEFAULT_PAGE, after: str | None = None, offset: int = 0) -> ActorPage:
         return await self._acall(self.engine.list_actors(actor_type, prefix, limit, after, offset))
 
     def actor_types(self) -> list[str]:
@@ -127,18 +128,18 @@ class EventStore:
     async def asnapshot_versions(self, actor_ids: list[str]) -> dict[str, int]:
         return await self._acall(self.engine.snapshot_versions(actor_ids))
 
-    def read_all(self, after_position: int = 0, limit: int = 100, *, actor_type: str | None = None) -> list[Event]:
+    def read_all(self, after_position: int = 0, limit: int = DEFAULT_PAGE, *, actor_type: str | None = None) -> list[Event]:
         """Events of all actors in global (stream) order, after a position."""
         return self._call(self.engine.read_all(after_position, limit, actor_type=actor_type))
 
-    async def aread_all(self, after_position: int = 0, limit: int = 100, *, actor_type: str | None = None) -> list[Event]:
+    async def aread_all(self, after_position: int = 0, limit: int = DEFAULT_PAGE, *, actor_type: str | None = None) -> list[Event]:
         return await self._acall(self.engine.read_all(after_position, limit, actor_type=actor_type))
 
-    def read_all_with_errors(self, after_position: int = 0, limit: int = 100, *, actor_type: str | None = None, actor_id: str | None = None) -> ReadResult:
+    def read_all_with_errors(self, after_position: int = 0, limit: int = DEFAULT_PAGE, *, actor_type: str | None = None, actor_id: str | None = None) -> ReadResult:
         """Like read_all (optionally for one actor), with malformed messages reported."""
         return self._call(self.engine.read_all_with_errors(after_position, limit, actor_type=actor_type, actor_id=actor_id))
 
-    async def aread_all_with_errors(self, after_position: int = 0, limit: int = 100, *, actor_type: str | None = None, actor_id: str | None = None) -> ReadResult:
+    async def aread_all_with_errors(self, after_position: int = 0, limit: int = DEFAULT_PAGE, *, actor_type: str | None = None, actor_id: str | None = None) -> ReadResult:
         return await self._acall(self.engine.read_all_with_errors(after_position, limit, actor_type=actor_type, actor_id=actor_id))
 
     # --- the live feed ---
