@@ -61,6 +61,7 @@ class NatsServer:
         store_dir: str | os.PathLike[str] | None = None,
         *,
         max_payload: int | None = None,
+        sync_interval: str | None = None,
         keep_data: bool = False,
         args: list[str] | None = None,
     ):
@@ -69,6 +70,7 @@ class NatsServer:
         self._own_dir = store_dir is None
         self.store_dir = Path(store_dir) if store_dir else Path(tempfile.mkdtemp(prefix="eventstore-nats-"))
         self.max_payload = max_payload
+        self.sync_interval = sync_interval  # JetStream's fsync interval, e.g. "always" (the server's default: 2 minutes)
         self.keep_data = keep_data or not self._own_dir
         self.args = list(args or [])
         self.process: subprocess.Popen[bytes] | None = None
@@ -79,11 +81,14 @@ class NatsServer:
         return f"nats://{self.host}:{self.port}"
 
     def command(self) -> list[str]:
-        """The nats-server command line (writes the limits config into the store directory when max_payload is set)."""
+        """The nats-server command line (writes a config into the store directory for max_payload and sync_interval)."""
         args = []
-        if self.max_payload:
-            config = self.store_dir / "limits.conf"
-            config.write_text(f"max_payload: {self.max_payload}\n")
+        lines = [f"max_payload: {self.max_payload}"] if self.max_payload else []
+        if self.sync_interval:
+            lines.append(f"jetstream {{\n sync_interval: {self.sync_interval}\n}}")  # store_dir comes from -sd
+        if lines:
+            config = self.store_dir / "server.conf"
+            config.write_text("\n".join(lines) + "\n")
             args = ["-c", str(config)]
         return server_command(self.port, self.store_dir, self.host, args + self.args)
 
@@ -122,7 +127,7 @@ class NatsCluster:
     ...     cluster.restart(0)                                   # on its own data
     """
 
-    def __init__(self, n: int = 3, *, name: str = "eventstore-test", args: list[str] | None = None):
+    def __init__(self, n: int = 3, *, name: str = "eventstore-test", sync_interval: str | None = None, args: list[str] | None = None):
         if n < 1:
             raise ValueError(f"a cluster needs at least one server, got {n}")
         self.name = name
@@ -130,6 +135,7 @@ class NatsCluster:
         self.ports = [free_port() for _ in range(n)]
         self.route_ports = [free_port() for _ in range(n)]
         self.names = [f"n{i + 1}" for i in range(n)]
+        self.sync_interval = sync_interval  # JetStream's fsync interval, e.g. "always"
         self.args = list(args or [])
         self.processes: list[subprocess.Popen[bytes] | None] = [None] * n
 
@@ -145,7 +151,7 @@ class NatsCluster:
         config.write_text(
             f"server_name: {self.names[i]}\n"
             f"listen: {HOST}:{self.ports[i]}\n"
-            f'jetstream {{ store_dir: "{data}" }}\n'
+            f'jetstream {{ store_dir: "{data}"\n{f" sync_interval: {self.sync_interval}" if self.sync_interval else ""} }}\n'
             f"cluster {{ name: {self.name}\n listen: {HOST}:{self.route_ports[i]}\n routes: [{routes}] }}\n"
         )
         return config
