@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from django_eventstore import Event  # noqa: E402
-from django_eventstore.core.jetstream import JetStreamEventStore  # noqa: E402
-from django_eventstore.testing import NatsCluster, NatsServer  # noqa: E402
+from django_eventstore import Event, EventStoreError
+from django_eventstore.core.jetstream import JetStreamEventStore
+from django_eventstore.testing import NatsCluster, NatsServer
 
 
 def writes_per_second(store: JetStreamEventStore, n: int) -> float:
@@ -70,7 +70,7 @@ def _kept(store: JetStreamEventStore, acked: list[str]) -> str:
         try:
             stored = {e.id for e in store.get_events("kill-1")}
             break
-        except Exception:  # noqa: BLE001 - the server is coming back: ask again
+        except EventStoreError:  # the server is coming back: ask again
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
