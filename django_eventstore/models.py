@@ -12,6 +12,7 @@ class Actor(models.Model):
     class Meta:
         managed = False
         default_permissions = ("view",)
+        permissions = [("write_events", "Can write events and snapshots")]  # the REST API's writes (api/permissions.py)
         verbose_name = "actor"
         verbose_name_plural = "actors"
 
