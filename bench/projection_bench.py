@@ -17,6 +17,7 @@ actors, then in the same run measures:
 from __future__ import annotations
 
 import argparse
+import collections
 import statistics
 import sys
 import tempfile
@@ -54,7 +55,6 @@ def configure(sqlite_path: Path, nats_url: str, postgres: dict | None) -> None:
 def define(aliases: list[str]):  # type: ignore[no-untyped-def]
     """The counter model and one counter projection per database alias (defined after django.setup())."""
     from django.db import models
-    from django.db.models import F
 
     from django_eventstore.projections import Projection, handles
 
@@ -69,13 +69,26 @@ def define(aliases: list[str]):  # type: ignore[no-untyped-def]
             return f"{self.actor_id}: {self.n}"
 
     class Counting(Projection):
+        """Counts events per actor as a fast projection does: the handler counts, flush() writes the batch's counts."""
+
         batch_size = 500
+
+        def begin_batch(self) -> None:
+            self.pending: collections.Counter[str] = collections.Counter()
 
         @handles("Counted")
         def counted(self, event):  # type: ignore[no-untyped-def]
+            self.pending[event.actor_id] += 1
+
+        def flush(self) -> None:
             rows = Counter.objects.using(self.database)
-            if not rows.filter(actor_id=event.actor_id).update(n=F("n") + 1):
-                rows.create(actor_id=event.actor_id, n=1)
+            known = rows.in_bulk(list(self.pending))  # the checkpoint's compare-and-set came first: no other runner writes now
+            rows.bulk_create(
+                [Counter(actor_id=actor, n=(known[actor].n if actor in known else 0) + n) for actor, n in self.pending.items()],
+                update_conflicts=True,
+                unique_fields=["actor_id"],
+                update_fields=["n"],
+            )
 
         def reset(self) -> None:
             Counter.objects.using(self.database).all().delete()

@@ -35,7 +35,9 @@ class Projection:
     ``<app>/projections.py`` and it is found in every installed app, as
     ``admin.py`` is. Handlers run inside the batch's transaction on
     ``database``: write the read models there, and do nothing that cannot be
-    rolled back (no e-mails, no HTTP calls).
+    rolled back (no e-mails, no HTTP calls). For speed, handlers may collect
+    and ``flush()`` write once per batch (``begin_batch()`` resets what they
+    collect); the result must not depend on where batches start and end.
     """
 
     name: ClassVar[str]
@@ -71,6 +73,22 @@ class Projection:
         method = self.handlers.get(event.event_type)
         if method is not None:
             getattr(self, method)(event)
+
+    def begin_batch(self) -> None:
+        """Called at the start of each batch's transaction, before its first handler: reset what the handlers collect.
+
+        A batch's transaction may roll back and run again (a handler failed,
+        another runner moved the checkpoint), so whatever the handlers gather
+        for ``flush()`` must start empty here, not only after a flush.
+        """
+
+    def flush(self) -> None:
+        """Called after the batch's last handler, in its transaction, before the checkpoint commits: write what the handlers collected.
+
+        Handlers may collect (``self.pending[event.actor_id] += 1``) and
+        ``flush()`` write the batch in a few queries instead of one per event.
+        Called only for batches with events this projection handles.
+        """
 
     def wants(self, event: Event) -> bool:
         """Whether the event reaches a handler (its actor type is followed and its type handled)."""

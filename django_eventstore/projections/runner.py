@@ -47,8 +47,10 @@ class CheckpointMoved(Exception):
     """The compare-and-set of a checkpoint matched no row: another runner or a rebuild moved it."""
 
 
-class _HandlerFailed(Exception):
-    def __init__(self, index: int, cause: Exception):
+class _Failed(Exception):
+    """A handler (``index``: the failing event's in the batch) or ``begin_batch``/``flush`` (``index`` None) raised."""
+
+    def __init__(self, index: int | None, cause: Exception):
         self.index = index
         self.cause = cause
 
@@ -95,11 +97,26 @@ def _commit(projection: Projection, start: int, end: int, events: list[Event], e
         )
         if moved != 1:
             raise CheckpointMoved(f"checkpoint of projection {projection.name!r} is no longer at {start}")
-        for index, event in enumerate(events):
-            try:
-                projection.handle(event)
-            except Exception as e:  # any handler error fails the batch; it is recorded, not lost
-                raise _HandlerFailed(index, e) from e
+        if events:
+            _handle(projection, events)
+
+
+def _handle(projection: Projection, events: list[Event]) -> None:
+    """``begin_batch()``, the handlers, ``flush()``: any error fails the batch (it is recorded, not lost)."""
+    try:
+        projection.begin_batch()
+    except Exception as e:
+        raise _Failed(None, e) from e
+    handle = projection.handle
+    for index, event in enumerate(events):
+        try:
+            handle(event)
+        except Exception as e:
+            raise _Failed(index, e) from e
+    try:
+        projection.flush()
+    except Exception as e:
+        raise _Failed(None, e) from e
 
 
 def apply_batch(projection: Projection, start: int, events: Iterable[Event], end: int) -> int:
@@ -107,24 +124,48 @@ def apply_batch(projection: Projection, start: int, events: Iterable[Event], end
 
     A handler that raises rolls the batch back; then the events before the
     failing one are applied, the checkpoint stops just before it with the
-    error recorded, and ProjectionError is raised. CheckpointMoved when
-    another runner moved the checkpoint (nothing is applied).
+    error recorded, and ProjectionError is raised. When ``flush()`` raises,
+    the failing event is found by applying the batch one event at a time.
+    CheckpointMoved when another runner moved the checkpoint (nothing is applied).
     """
     wanted = [event for event in events if projection.wants(event)]
     try:
         _commit(projection, start, end, wanted)
         return end
-    except _HandlerFailed as e:
+    except _Failed as e:
         failed = e
-    while True:
+    if failed.index is not None:
         bad = wanted[failed.index]
         assert bad.position is not None
         try:
             _commit(projection, start, bad.position - 1, wanted[: failed.index], (describe(failed.cause), bad.position))
-        except _HandlerFailed as again:  # an earlier event failed this time: a handler that is not deterministic
-            failed = again
-            continue
-        raise ProjectionError(projection.name, bad.position, failed.cause) from failed.cause
+        except _Failed:
+            pass  # flush() failed on the shorter batch, or an earlier handler did this time: look event by event
+        else:
+            raise ProjectionError(projection.name, bad.position, failed.cause) from failed.cause
+    return _one_at_a_time(projection, start, wanted, end, failed.cause)
+
+
+def _one_at_a_time(projection: Projection, start: int, events: list[Event], end: int, cause: Exception) -> int:
+    """Apply a failed batch one event per transaction, to stop just before the event that fails; ``end`` if none does."""
+    position = start
+    for event in events:
+        assert event.position is not None
+        try:
+            _commit(projection, position, event.position, [event])
+        except _Failed as e:
+            _commit(projection, position, event.position - 1, [], (describe(e.cause), event.position))
+            raise ProjectionError(projection.name, event.position, e.cause) from e.cause
+        position = event.position
+    log.warning(
+        "projection %r: the batch after position %s failed (%s) but went through one event at a time; its result should not depend on where batches end",
+        projection.name,
+        start,
+        describe(cause),
+    )
+    if position < end:
+        _commit(projection, position, end, [])
+    return end
 
 
 # ----- catch-up and rebuild -----
