@@ -1,10 +1,12 @@
-"""The store contract against the in-memory store."""
+"""The store contract against the in-memory store (no nats-server needed)."""
 
 import pytest
 
 from django_eventstore.core.memory import MemoryEventStore
 
 from .contract import StoreContract
+
+pytestmark = pytest.mark.without_nats
 
 
 class TestMemoryStore(StoreContract):

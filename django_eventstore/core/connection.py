@@ -55,6 +55,18 @@ class Health:
         self.failed_attempts = 0
         self.unreachable = False
         self.last_error: BaseException | None = None  # the latest connect or reconnect failure, for messages
+        self.refused_credentials = False  # a server said "authorization violation" since the last success
+
+    def failed(self, error: BaseException) -> None:
+        self.last_error = error
+        if _is_authorization_violation(error):
+            self.refused_credentials = True
+
+    def reason(self) -> str:
+        """Why connecting failed, as people read it: the refused credentials first (a reset may hide them)."""
+        if self.refused_credentials:
+            return " (authorization violation: the server refused the credentials)"
+        return reason(self.last_error)
 
     def disconnected(self) -> None:
         self.failed_attempts = 0
@@ -66,6 +78,7 @@ class Health:
     def reconnected(self) -> None:
         self.failed_attempts = 0
         self.unreachable = False
+        self.refused_credentials = False
 
 
 class _Batch:
@@ -314,7 +327,7 @@ async def connect(servers: list[str], timeout: float, servers_text: str, options
 
     async def on_error(e: Exception) -> None:
         nonlocal quiet
-        health.last_error = e
+        health.failed(e)
         if nc.is_reconnecting:
             health.attempt_failed(len(nc.servers))
         log.log(logging.DEBUG if quiet else logging.WARNING, "NATS error: %s", redact_text(str(e)))
@@ -358,10 +371,14 @@ async def connect(servers: list[str], timeout: float, servers_text: str, options
     return conn
 
 
+def _is_authorization_violation(error: BaseException) -> bool:
+    return isinstance(error, nats.errors.AuthorizationError) or "authorization violation" in str(error).lower()
+
+
 def reason(error: BaseException | None) -> str:
     """What went wrong while connecting, as people read it (credentials never included)."""
     text = str(error or "")
-    if "authorization violation" in text.lower():
+    if error is not None and _is_authorization_violation(error):
         return " (authorization violation: the server refused the credentials)"
     return f" ({redact_text(text)})" if text else ""
 

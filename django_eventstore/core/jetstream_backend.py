@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 from nats.aio.msg import Msg
 
 from .backend import EVENTS, SNAPSHOTS, DuplicateBatch, PubAck, Publish, RawMsg, ServerSummary, StreamChange, StreamSummary, WrongLastSequence
-from .connection import STATUS, Connection, Health, NoAnswer, NoResponders, Unreachable, answered, connect, reason, redact
+from .connection import STATUS, Connection, Health, NoAnswer, NoResponders, Unreachable, answered, connect, redact
 from .errors import EventStoreError, EventStoreUnavailable, EventTooLarge, StreamSetupError
 from .subjects import Subjects, subject_matches
 
@@ -119,14 +119,14 @@ class JetStreamBackend:
     async def _dial(self) -> Connection:
         dialing = self._dialing
         if dialing is not None and not dialing.done():  # a first call already waited TIMEOUT for it
-            raise Unreachable(f"could not connect to NATS{reason(self._health.last_error)}; still trying in the background; servers tried: {self.servers_text}")
+            raise Unreachable(f"could not connect to NATS{self._health.reason()}; still trying in the background; servers tried: {self.servers_text}")
         self._health = Health()
         dialing = self._dialing = asyncio.ensure_future(connect(self.servers, self.timeout, self.servers_text, self.connect_options, self._health))
         try:
             return await asyncio.wait_for(asyncio.shield(dialing), self.timeout)
         except TimeoutError:
             raise EventStoreUnavailable(
-                f"could not connect to NATS within {self.timeout:g}s{reason(self._health.last_error)}; servers tried: {self.servers_text}"
+                f"could not connect to NATS within {self.timeout:g}s{self._health.reason()}; servers tried: {self.servers_text}"
             ) from None
 
     def forget(self) -> None:
