@@ -7,6 +7,7 @@ the model's ``view`` permission itself.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
 from django.contrib import admin
@@ -16,12 +17,20 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_safe
 
-from . import EventStoreError, EventStoreUnavailable, StreamSetupError, get_store
+from . import (
+    EventStoreError,
+    EventStoreUnavailable,
+    StreamSetupError,
+    admin_projections,  # noqa: F401 - registers the "Projections" admin
+    get_store,
+)
 from . import admin_views as pages
+from .middleware import RETRY_AFTER_SECONDS
 from .models import Actor
 from .store import explain
 
 TEMPLATES = "django_eventstore/admin/"
+log = logging.getLogger("django_eventstore")
 
 
 @admin.register(Actor)
@@ -69,11 +78,19 @@ class ActorAdmin(admin.ModelAdmin):
         try:
             context.update(build())
         except EventStoreError as e:
-            context["error"] = explain(e)
-            context["unavailable"] = isinstance(e, EventStoreUnavailable)
-            context["not_set_up"] = isinstance(e, StreamSetupError)
-            return TemplateResponse(request, TEMPLATES + "store_error.html", context, status=503)
+            return self.store_error(request, context, e)
         return TemplateResponse(request, TEMPLATES + template, context)
+
+    def store_error(self, request: HttpRequest, context: dict[str, Any], error: EventStoreError) -> HttpResponse:
+        """The 503 page: what is wrong and what to do, for people; the server's own answer goes to the log only."""
+        known = isinstance(error, (EventStoreUnavailable, StreamSetupError))
+        log.warning("admin %s answered 503: %s: %s", request.path, type(error).__name__, error)
+        context["error"] = explain(error) if known else "The server's log has the details."
+        context["unavailable"] = isinstance(error, EventStoreUnavailable)
+        context["not_set_up"] = isinstance(error, StreamSetupError)
+        response = TemplateResponse(request, TEMPLATES + "store_error.html", context, status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         def build() -> dict[str, Any]:

@@ -511,3 +511,35 @@ def test_streams_not_set_up_page_says_how_to_set_them_up(admin_client, settings)
     html = html_lib.unescape(response.content.decode())
     assert "The event store's streams are not set up." in html
     assert "Run `manage.py eventstore_setup` (or leave AUTO_SETUP on)." in html
+
+
+def test_the_admin_module_registers_the_projections_admin_too():
+    """A fresh process: admin autodiscovery imports admin.py only, which must bring "Projections" with it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import django; django.setup(); from django.contrib import admin; "
+        "from django_eventstore.models import ProjectionCheckpoint; print(admin.site.is_registered(ProjectionCheckpoint))"
+    )
+    env = {**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "True", result.stderr
+
+
+def test_a_store_error_page_keeps_the_servers_answer_for_the_log(rf, admin_user, caplog):
+    """A store error other than unreachable / not set up: the page says where the details are, never the raw subjects."""
+    from django.contrib import admin
+
+    from django_eventstore import EventStoreError
+    from django_eventstore.models import Actor
+
+    model_admin = admin.site.get_model_admin(Actor)
+    request = rf.get(reverse(OVERVIEW))
+    request.user = admin_user
+    context = {**admin.site.each_context(request), "opts": model_admin.opts, "title": "Stream overview"}
+    response = model_admin.store_error(request, context, EventStoreError("cannot read stream ES: $JS.API.STREAM.INFO.ES answered 500")).render()
+    assert response.status_code == 503
+    html = response.content.decode()
+    assert "$JS" not in html and "The server&#x27;s log has the details." in html
+    assert "$JS.API.STREAM.INFO.ES answered 500" in caplog.text

@@ -381,6 +381,7 @@ def test_nats_unreachable_answers_503_without_internals(admin_client: Client, se
     settings.EVENTSTORE = {**settings.EVENTSTORE, "SERVERS": [secret_url], "TIMEOUT": 0.5}
     for response in (admin_client.get(url("order-1", "version")), post(admin_client, url("order-1", "events"), event(1)), admin_client.get(API + "actors/")):
         assert response.status_code == 503
+        assert response["Retry-After"] == "5"
         assert "unavailable" in response.json()["detail"]
         assert b"s3cret" not in response.content
 

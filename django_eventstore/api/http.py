@@ -31,6 +31,7 @@ from .. import (
 )
 from ..actor_urls import actor_segment
 from ..conf import get_config
+from ..middleware import RETRY_AFTER_SECONDS
 from ..store import SETUP_HINT
 
 log = logging.getLogger("django_eventstore")
@@ -168,9 +169,10 @@ def handle_exception(exc: Exception, context: dict[str, Any]) -> Response | None
     """
     for kind, code in _STATUS:
         if isinstance(exc, kind):
+            headers = {"ETag": etag(exc.current_version)} if isinstance(exc, VersionConflictError) else None
             if code == status.HTTP_503_SERVICE_UNAVAILABLE:
                 log.warning("event store API: %s: %s", type(exc).__name__, exc)
-            headers = {"ETag": etag(exc.current_version)} if isinstance(exc, VersionConflictError) else None
+                headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
             return Response(error_body(exc), status=code, headers=headers)
     response = api_settings.EXCEPTION_HANDLER(exc, context)
     if isinstance(exc, PreconditionFailed) and response is not None:
