@@ -15,7 +15,7 @@
 | E011 | ``CONNECT_OPTIONS`` is not a dict with string keys |
 | E012 | ``VERSION_CACHE_SIZE`` is not an int >= 0 |
 | E013 | ``API_PERMISSION_CLASSES`` is not a list of importable permission class paths |
-| E014 | ``EMBEDDED_DIR`` is not None, a string or a path |
+| E014 | ``EMBEDDED_DIR`` is not None or a non-empty string or path |
 """
 
 from __future__ import annotations
@@ -111,7 +111,11 @@ VALIDATORS: dict[str, tuple[int, _Validator, str | None]] = {
     "CONNECT_OPTIONS": (11, _expect(lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v), "a dict of nats.connect() keyword arguments"), None),
     "VERSION_CACHE_SIZE": (12, _expect(lambda v: _is_int(v, 0), "an int >= 0"), "0 turns the cache off."),
     "API_PERMISSION_CLASSES": (13, _permission_classes, 'For example ["rest_framework.permissions.IsAdminUser"].'),
-    "EMBEDDED_DIR": (14, _expect(lambda v: v is None or isinstance(v, (str, os.PathLike)), "None, a string or a path"), None),
+    "EMBEDDED_DIR": (
+        14,
+        _expect(lambda v: v is None or (isinstance(v, (str, os.PathLike)) and os.fspath(v) != ""), "None or a non-empty string or path"),
+        "For example BASE_DIR / '.eventstore' (the default); add that folder to .gitignore.",
+    ),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Any
 
@@ -33,16 +34,22 @@ def get_config() -> dict[str, Any]:
 
 
 def embedded_dir() -> str:
-    """Where ``SERVERS = "embedded"`` keeps the local nats-server's data: EMBEDDED_DIR, else BASE_DIR/.eventstore."""
+    """Where ``SERVERS = "embedded"`` keeps the local nats-server's data: EMBEDDED_DIR, else BASE_DIR/.eventstore.
+
+    Without either, a directory in the temporary directory named after the
+    working directory: two projects never share one.
+    """
     configured = get_config()["EMBEDDED_DIR"]
     if configured:
-        return str(configured)
+        return os.fspath(configured)
     base = getattr(settings, "BASE_DIR", None)
     if base:
-        return str(base) + "/.eventstore"
+        return os.path.join(base, ".eventstore")
+    import hashlib
     import tempfile
 
-    return tempfile.gettempdir() + "/django-eventstore"
+    project = hashlib.sha256(os.fsencode(os.path.abspath(os.getcwd()))).hexdigest()[:12]
+    return os.path.join(tempfile.gettempdir(), f"django-eventstore-{project}")
 
 
 @receiver(setting_changed)

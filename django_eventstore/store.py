@@ -8,13 +8,18 @@ from typing import Any
 from .conf import get_config
 from .core.errors import EventStoreError, EventStoreUnavailable, StreamSetupError
 from .core.facade import EventStore
+from .embedded import EmbeddedServerNotRunning, ensure_embedded_server
 
 _lock = threading.Lock()
 _store: EventStore | None = None
 
 
-def build_store(config: dict[str, Any]) -> EventStore:
-    """A new store for a configuration (the shape of ``conf.get_config()``)."""
+def build_store(config: dict[str, Any], *, start_embedded: bool = True) -> EventStore:
+    """A new store for a configuration (the shape of ``conf.get_config()``).
+
+    With ``SERVERS = "embedded"`` it starts the embedded nats-server when none
+    runs, unless ``start_embedded`` is false (then EmbeddedServerNotRunning).
+    """
     if config["BACKEND"] == "memory":
         from .core.memory import MemoryEventStore
 
@@ -28,9 +33,7 @@ def build_store(config: dict[str, Any]) -> EventStore:
 
     servers = config["SERVERS"]
     if servers == "embedded":
-        from .embedded import ensure_embedded_server
-
-        servers = [ensure_embedded_server()]
+        servers = [ensure_embedded_server(start=start_embedded)]
     return JetStreamEventStore(
         servers,
         stream=config["STREAM"],
@@ -46,12 +49,26 @@ def build_store(config: dict[str, Any]) -> EventStore:
 
 def get_store() -> EventStore:
     """The store of this process, built on first use (no connection is opened until a call needs one)."""
+    return _get_store(start_embedded=True)
+
+
+def get_running_store() -> EventStore:
+    """The store for callers that only read: as get_store(), but it never starts the embedded nats-server.
+
+    With ``SERVERS = "embedded"`` and none running it raises
+    EmbeddedServerNotRunning (an EventStoreUnavailable) instead: a command that
+    only looks at the store should say that nothing runs, not start a server.
+    """
+    return _get_store(start_embedded=False)
+
+
+def _get_store(start_embedded: bool) -> EventStore:
     global _store
     store = _store
     if store is None:
         with _lock:
             if _store is None:
-                _store = build_store(get_config())
+                _store = build_store(get_config(), start_embedded=start_embedded)
             store = _store
     return store
 
@@ -74,6 +91,8 @@ SERVERS_HINT = "Check settings.EVENTSTORE['SERVERS'] (and TIMEOUT), or start a l
 
 def explain(error: EventStoreError) -> str:
     """A store error for people (commands, admin): the core's message and, where one helps, what to do about it."""
+    if isinstance(error, EmbeddedServerNotRunning):  # its message says what to run
+        return str(error)
     hint = SETUP_HINT if isinstance(error, StreamSetupError) else SERVERS_HINT if isinstance(error, EventStoreUnavailable) else ""
     text = str(error).rstrip(". ")
     return f"{text}. {hint}" if hint else str(error)

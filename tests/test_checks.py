@@ -81,6 +81,7 @@ def test_valid_settings_pass(eventstore: Any) -> None:
         ("API_PERMISSION_CLASSES", ["no.such.Permission"], "E013"),
         ("API_PERMISSION_CLASSES", [42], "E013"),
         ("EMBEDDED_DIR", 5, "E014"),
+        ("EMBEDDED_DIR", "", "E014"),
     ],
 )
 def test_each_mistake_has_its_id(key: str | None, value: Any, check_id: str) -> None:

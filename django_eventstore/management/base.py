@@ -10,12 +10,16 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_eventstore import EventStoreError, EventStoreUnavailable, StreamSetupError, get_store
-from django_eventstore.store import explain
+from django_eventstore.store import explain, get_running_store
 
 if TYPE_CHECKING:
     from django_eventstore.core.facade import EventStore
 
 STORE_TROUBLE = (EventStoreUnavailable, StreamSetupError)  # errors about the store itself, never about a command's input
+
+# Commands that only look at the store: with SERVERS = "embedded" they never start the
+# server (a status check would otherwise leave one running); they say that none runs.
+READ_ONLY_COMMANDS = frozenset({"eventstore_status", "eventstore_actors", "eventstore_events", "eventstore_verify", "eventstore_export"})
 
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
@@ -63,8 +67,14 @@ class StoreCommand(BaseCommand):
         raise NotImplementedError
 
     @property
+    def only_reads(self) -> bool:
+        """Whether this command only reads the store (its module's name is in READ_ONLY_COMMANDS)."""
+        return type(self).__module__.rpartition(".")[2] in READ_ONLY_COMMANDS
+
+    @property
     def store(self) -> EventStore:
-        return get_store()
+        """The process's store; for a command that only reads, one that does not start the embedded server."""
+        return get_running_store() if self.only_reads else get_store()
 
     # ----- output -----
 
