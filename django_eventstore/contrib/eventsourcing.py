@@ -210,11 +210,22 @@ def last_event(store: EventStore, actor_id: str) -> Event | None:
         if version <= SHORT_HISTORY:
             events = store.get_events(actor_id, version - 1)
             return events[0] if events else None
+    return look_back(store, actor_id=actor_id)
+
+
+def look_back(store: EventStore, *, actor_id: str | None = None, actor_type: str | None = None) -> Event | None:
+    """The last event of an actor (or of an actor type) in the stream: read forward from ever earlier positions until one shows up.
+
+    The windows start a few positions before the end and grow eightfold, and
+    the store filters by subject on the server, so a recent event costs one
+    request and an old one a few.
+    """
+    with _translated():
         high, window = store.last_position(), LOOK_BACK
         while high > 0:
             low = max(high - window, 0)
             last = None
-            for event in _read_actor(store, actor_id, low):
+            for event in _read_forward(store, low, actor_id=actor_id, actor_type=actor_type):
                 last = event
             if last is not None:
                 return last
@@ -222,10 +233,10 @@ def last_event(store: EventStore, actor_id: str) -> Event | None:
     return None
 
 
-def _read_actor(store: EventStore, actor_id: str, after_position: int) -> Iterator[Event]:
-    """The actor's events after a stream position, to the end, a page at a time."""
+def _read_forward(store: EventStore, after_position: int, *, actor_id: str | None, actor_type: str | None) -> Iterator[Event]:
+    """The events of an actor (or type) after a stream position, to the end, a page at a time."""
     while True:
-        result = store.read_all_with_errors(after_position=after_position, limit=READ_PAGE, actor_id=actor_id)
+        result = store.read_all_with_errors(after_position=after_position, limit=READ_PAGE, actor_id=actor_id, actor_type=actor_type)
         yield from result.events
         read = _positions(result)
         if len(read) < READ_PAGE:
@@ -466,17 +477,9 @@ class JetStreamApplicationRecorder(JetStreamAggregateRecorder, ApplicationRecord
         return found
 
     def max_notification_id(self) -> int | None:
-        """The position of this application's last event: a look back from the stream's end, widening until one is found."""
-        with _translated():
-            high = self.store.last_position()
-            window = 1
-            while high > 0:
-                low = max(high - window, 0)
-                events = self.store.read_all(after_position=low, limit=window, actor_type=self.actor_type)
-                if events:
-                    return max(e.position for e in events)  # type: ignore[type-var]
-                high, window = low, window * 4
-        return None
+        """The position of this application's last event (None when it has none): a look back from the stream's end."""
+        last = look_back(self.store, actor_type=self.actor_type)
+        return last.position if last is not None else None
 
     def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> Subscription[ApplicationRecorder]:
         return JetStreamSubscription(self, gt=gt, topics=topics)

@@ -147,6 +147,19 @@ def test_notifications_are_the_applications_events_only() -> None:
     assert other.max_notification_id() == 2
     assert process.max_tracking_id("Upstream") == 7
     assert "shop_tracking" in get_store().actor_types()
+    other.insert_events([StoredEvent(uuid4(), v, "b", b"{}") for v in range(1, 301)])  # the look back widens past them
+    assert shop.max_notification_id() == 1
+
+
+def test_the_last_tracking_record_of_a_long_history_is_found() -> None:
+    process = JetStreamFactory(Environment("Shop")).process_recorder()
+    for n in range(1, 71):  # past SHORT_HISTORY: found by looking back from the stream's end
+        process.insert_events([StoredEvent(uuid4(), 1, "t", b"{}")], tracking=Tracking("Upstream", n * 2))
+    recorder("Other").insert_events([StoredEvent(uuid4(), v, "b", b"{}") for v in range(1, 101)])
+    assert process.max_tracking_id("Upstream") == 140
+    with pytest.raises(IntegrityError):
+        process.insert_tracking(Tracking("Upstream", 140))
+    process.insert_tracking(Tracking("Upstream", 141))
 
 
 def test_text_originator_ids() -> None:
