@@ -15,6 +15,7 @@ import asyncio
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generator, Iterable, cast
@@ -24,7 +25,7 @@ from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from django_eventstore import get_store
-from django_eventstore.core.events import Event, FeedBatch
+from django_eventstore.core.events import Event, FeedBatch, ReadResult
 
 from .base import Projection
 from .errors import ProjectionError, ProjectionTimeout, describe
@@ -171,33 +172,69 @@ def _one_at_a_time(projection: Projection, start: int, events: list[Event], end:
 # ----- catch-up and rebuild -----
 
 
-def _read_batch(store: EventStore, projection: Projection, position: int, target: int) -> tuple[list[Event], int]:
+def _read_batch(store: EventStore, projection: Projection, position: int, target: int) -> tuple[ReadResult, int]:
     """The next events after ``position`` for the projection, and the position the read covers (past skipped messages)."""
     types = projection.actor_types
     page = store.read_all_with_errors(position, projection.batch_size, actor_type=types[0] if types and len(types) == 1 else None)
-    for error in page.errors:
-        log.warning("projection %r skips the malformed message at position %s: %s", projection.name, error.position, error.reason)
     seen = [event.position for event in page.events if event.position is not None] + [error.position for error in page.errors]
     end = max(seen, default=position)
     if len(seen) < projection.batch_size:  # the read reached the stream's end, which was at or past target
         end = max(end, target)
-    return page.events, end
+    return page, end
+
+
+class _ReadAhead:
+    """Reads the projection's next batch in a worker thread while the current one is applied (the store and the database work at once)."""
+
+    def __init__(self, store: EventStore, projection: Projection, target: int):
+        self.store = store
+        self.projection = projection
+        self.target = target
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"projection {projection.name} read-ahead")
+        self.ahead: tuple[int, Future[tuple[ReadResult, int]]] | None = None
+
+    def read(self, position: int) -> tuple[ReadResult, int]:
+        """The batch after ``position``: the one read ahead when it starts there, else read now."""
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None and ahead[0] == position:
+            return ahead[1].result()
+        return _read_batch(self.store, self.projection, position, self.target)
+
+    def read_ahead(self, position: int) -> None:
+        """Start reading the batch after ``position`` (unless the target is reached)."""
+        if position < self.target:
+            self.ahead = (position, self.pool.submit(_read_batch, self.store, self.projection, position, self.target))
+
+    def close(self) -> None:
+        self.ahead = None
+        self.pool.shutdown(wait=True, cancel_futures=True)  # a read under way ends within the store's TIMEOUT
 
 
 def catch_up_projection(projection: Projection, target: int | None = None, stop: threading.Event | None = None) -> int:
-    """Apply to one projection everything up to ``target`` (default: the stream's last position now); its position."""
+    """Apply to one projection everything up to ``target`` (default: the stream's last position now); its position.
+
+    The next batch is read while the current one is applied, so the store's
+    reads and the database's writes overlap.
+    """
     store = get_store()
     if target is None:
         target = store.last_position()
     position = checkpoint(projection).position
-    while position < target and not (stop is not None and stop.is_set()):
-        events, end = _read_batch(store, projection, position, target)
-        if end <= position:
-            break
-        try:
-            position = apply_batch(projection, position, events, end)
-        except CheckpointMoved:
-            position = checkpoint(projection).position
+    reads = _ReadAhead(store, projection, target)
+    try:
+        while position < target and not (stop is not None and stop.is_set()):
+            page, end = reads.read(position)
+            if end <= position:
+                break
+            reads.read_ahead(end)
+            for error in page.errors:
+                log.warning("projection %r skips the malformed message at position %s: %s", projection.name, error.position, error.reason)
+            try:
+                position = apply_batch(projection, position, page.events, end)
+            except CheckpointMoved:
+                position = checkpoint(projection).position
+    finally:
+        reads.close()
     return position
 
 
@@ -363,7 +400,9 @@ class Follower:
         try:
             while not self.stop.is_set():
                 try:
-                    self._follow(checkpoint(self.projection).position)
+                    position = catch_up_projection(self.projection, stop=self.stop)  # reads ahead while far behind
+                    self._recovered(position)
+                    self._follow(position)
                 except ProjectionError as e:
                     self._back_off(f"{e}", e.cause)
                 except Exception as e:  # noqa: BLE001 - the store or the database is away: try again later
@@ -377,6 +416,11 @@ class Follower:
         exc_info = cause if isinstance(cause, BaseException) else None
         log.error("%s; retrying in %g s", message, self.delay, exc_info=exc_info)
         self.stop.wait(self.delay)
+
+    def _recovered(self, position: int) -> None:
+        if self.delay:
+            log.info("projection %r recovered at position %s", self.projection.name, position)
+            self.delay = 0.0
 
     def _follow(self, position: int) -> None:
         """Apply the feed from ``position`` until stopped or the checkpoint moved under us (then the caller re-reads it)."""
@@ -392,9 +436,7 @@ class Follower:
                         position = apply_batch(projection, position, batch.events, max(batch.position, position))
                     except CheckpointMoved:
                         return
-                    if self.delay:
-                        log.info("projection %r recovered at position %s", projection.name, position)
-                        self.delay = 0.0
+                    self._recovered(position)
                 if self.stop.is_set():
                     return
         finally:
