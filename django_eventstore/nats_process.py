@@ -59,8 +59,9 @@ def free_port(host: str = HOST) -> int:
 
 
 def port_free(host: str, port: int) -> bool:
-    """True when nothing listens on host:port (it can be bound now)."""
+    """True when a server could listen on host:port now: nothing listens there (connections in TIME_WAIT do not count, as for nats-server)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

@@ -70,9 +70,9 @@ def processes_using(directory: os.PathLike[str]) -> list[str]:
 
 def assert_stopped(directory: os.PathLike[str], *pids: int | None) -> None:
     """The directory's server is gone: its processes exited, nothing listens on its port, its lock is free."""
-    state = server_state(directory)
     for pid in pids:
         assert gone(pid), f"process {pid} still runs: {processes_using(directory)}"
+    state = server_state(directory)
     assert not state.running and running_server(directory) is None
     assert state.port is None or port_free(HOST, state.port)
     assert processes_using(directory) == []
