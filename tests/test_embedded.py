@@ -169,7 +169,7 @@ def test_a_directory_that_cannot_be_used_is_unavailable(tmp_path):
 
 
 def test_the_running_store_does_not_start_one(embedded_settings, embedded_dir):
-    with pytest.raises(EmbeddedServerNotRunning, match="manage.py eventstore_server"):
+    with pytest.raises(EmbeddedServerNotRunning, match=r"manage\.py eventstore_server"):
         get_running_store()
     assert not embedded_dir.exists()
     embedded_dir.mkdir()
