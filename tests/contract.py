@@ -530,3 +530,30 @@ class StoreContract:
     def test_subscribe_bad_arguments(self, store, kwargs):
         with pytest.raises(InvalidEvent):
             next(store.subscribe(**kwargs))
+
+    def test_last_position_of_the_stream_and_of_one_actor_type(self, store):
+        assert store.last_position() == 0 and store.last_position("order") == 0
+        order = store.save_event(ev("order-1", 1))
+        user = store.save_event(ev("user-1", 1))
+        assert store.last_position() == user.position
+        assert store.last_position("order") == order.position
+        assert store.last_position("invoice") == 0
+        with pytest.raises(InvalidEvent):
+            store.last_position("")
+
+    def test_a_few_events_from_a_version_are_read_in_few_requests(self, store):
+        for start in range(0, 900, 100):
+            store.append("order-1", [Event(event_type="E") for _ in range(100)], start)
+        reads = []
+        next_msgs = store.backend.next_msgs
+
+        async def counting(*args):
+            reads.append(args)
+            return await next_msgs(*args)
+
+        store.backend.next_msgs = counting
+        try:
+            assert [e.version for e in store.get_events("order-1", from_version=899, limit=1)] == [900]
+        finally:
+            store.backend.next_msgs = next_msgs
+        assert len(reads) <= 2, f"{len(reads)} requests to skip 899 versions"

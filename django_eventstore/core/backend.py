@@ -91,7 +91,9 @@ class Backend(Protocol):
 
     max_payload: int
 
-    async def last_msg(self, stream: str, subject: str) -> RawMsg | None: ...
+    async def last_msg(self, stream: str, subject: str) -> RawMsg | None:
+        """The last message on a subject, or on any subject a filter (with * or >) matches; None when there is none."""
+        ...
 
     async def msg_at(self, stream: str, seq: int) -> RawMsg | None: ...
 

@@ -356,8 +356,9 @@ class Engine:
         events: list[Event] = []
         errors: list[MalformedMessage] = []
         seq = start_seq
+        seen = 0  # the highest version read so far: the versions still to skip ask for a bigger batch
         while limit is None or len(events) < limit:
-            batch = READ_BATCH if limit is None else min(READ_BATCH, limit - len(events))
+            batch = READ_BATCH if limit is None else min(READ_BATCH, limit - len(events) + max(0, from_version - seen))
             msgs, pending = await self.backend.next_msgs(EVENTS, subject, seq, batch)
             for msg in msgs:
                 try:
@@ -365,6 +366,7 @@ class Engine:
                 except Malformed as e:
                     errors.append(MalformedMessage(msg.seq, str(e), msg.data, msg.subject, msg.headers))
                     continue
+                seen = max(seen, event.version or 0)
                 if event.version > from_version:  # type: ignore[operator]
                     events.append(event)
                     if limit is not None and len(events) >= limit:
@@ -496,8 +498,12 @@ class Engine:
         """Wait until a message after position may be stored on the filter (True), or timeout passed (False)."""
         return await self.backend.wait_for_messages(EVENTS, subject_filter, position, timeout)
 
-    async def last_position(self) -> int:
-        return await self.backend.last_seq(EVENTS)
+    async def last_position(self, actor_type: str | None = None) -> int:
+        """The position of the last message (of one actor type), 0 when none: one direct get."""
+        if actor_type is not None and (not isinstance(actor_type, str) or not actor_type):
+            raise InvalidEvent(f"actor_type must be a non-empty string or None, got {actor_type!r}")
+        msg = await self.backend.last_msg(EVENTS, self.subjects.events_filter(actor_type))
+        return msg.seq if msg is not None else 0
 
     # ----- snapshots -----
 

@@ -182,12 +182,12 @@ class EventStore:
         subject_filter, types = self.engine.feed_filter(actor_types)
         return subject_filter, types, after_position
 
-    def last_position(self) -> int:
-        """The position (stream sequence) of the last stored event, 0 when none."""
-        return self._call(self.engine.last_position())
+    def last_position(self, actor_type: str | None = None) -> int:
+        """The position (stream sequence) of the last stored event (of one actor type), 0 when none."""
+        return self._call(self.engine.last_position(actor_type))
 
-    async def alast_position(self) -> int:
-        return await self._acall(self.engine.last_position())
+    async def alast_position(self, actor_type: str | None = None) -> int:
+        return await self._acall(self.engine.last_position(actor_type))
 
     # --- administration ---
     def setup(self, dry_run: bool = False) -> list[StreamChange]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 import uuid
 from typing import Any, Awaitable, Callable, TypeVar
@@ -35,7 +36,8 @@ ERR_JETSTREAM_OFF = 10076
 ERR_JETSTREAM_OFF_FOR_ACCOUNT = 10039
 ERR_BATCH_INCOMPLETE = 10176  # a server restart in the middle of an atomic batch: nothing stored, send it again
 ATTEMPT_TIMEOUT = 1.0  # seconds a request may go unanswered before it is sent again (within TIMEOUT in all)
-_MISSING = "missing"  # _stream_problem: the stream does not exist
+_MISSING = "missing"
+_WILDCARD = re.compile(r"(^|\.)[*>](\.|$)")  # _stream_problem: the stream does not exist
 # Every server answer that means "the expected sequence (or last message) did not hold": a conflict to settle.
 _WRONG_LAST = (ERR_WRONG_LAST_SEQUENCE, ERR_WRONG_LAST_MSG_ID, ERR_CLUSTERED_WRONG_LAST_SEQUENCE)
 
@@ -232,7 +234,11 @@ class JetStreamBackend:
 
     async def last_msg(self, stream: str, subject: str) -> RawMsg | None:
         conn = await self._connection()
-        msg = await self._answer(conn, stream, lambda timeout: conn.request(f"{self._direct(stream)}.{subject}", timeout=timeout), direct=True)
+        if _WILDCARD.search(subject):  # the last message of any subject the filter matches
+            payload = json.dumps({"last_by_subj": subject}).encode()
+            msg = await self._answer(conn, stream, lambda timeout: conn.request(self._direct(stream), payload, timeout=timeout), direct=True)
+        else:
+            msg = await self._answer(conn, stream, lambda timeout: conn.request(f"{self._direct(stream)}.{subject}", timeout=timeout), direct=True)
         return _raw(msg) if _check_direct_status(msg, subject) else None
 
     async def msg_at(self, stream: str, seq: int) -> RawMsg | None:

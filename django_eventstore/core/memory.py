@@ -69,6 +69,8 @@ class MemoryBackend:
     async def last_msg(self, stream: str, subject: str) -> RawMsg | None:
         with self._lock:
             s = self.streams[stream]
+            if "*" in subject or ">" in subject:  # a filter: the last message of any subject it matches
+                return next((m for m in reversed(s.msgs.values()) if subject_matches(subject, m.subject)), None)
             seq = s.last_for(subject)
             return s.msgs[seq] if seq else None
 
