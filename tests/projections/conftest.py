@@ -32,11 +32,11 @@ SETTINGS = "tests.projections.settings"
 @pytest.fixture(scope="session")
 def testapp_tables(django_db_setup: None, django_db_blocker: Any) -> None:
     """Create the test app's read model tables in the suite's database (the app is not installed there)."""
-    from .testapp.models import Applied, Balance
+    from .testapp.models import Applied, Balance, BatchBalance
 
     with django_db_blocker.unblock():
         with connection.schema_editor() as editor:
-            for model in (Applied, Balance):
+            for model in (Applied, Balance, BatchBalance):
                 editor.create_model(model)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
+from typing import ClassVar
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -30,10 +32,10 @@ from django_eventstore.projections import (
 )
 from django_eventstore.projections.runner import apply_batch
 
-from .testapp.models import Applied, Balance
+from .testapp.models import Applied, Balance, BatchBalance
 
 pytestmark = pytest.mark.usefixtures("projections_db")
-LEDGER, NOTES = "tests.ledger", "tests.notes"
+LEDGER, NOTES, BATCHED = "tests.ledger", "tests.notes", "tests.ledger-batched"
 
 
 def save(actor_id: str, event_type: str, **data: object) -> Event:
@@ -104,6 +106,93 @@ def test_a_batch_whose_checkpoint_moved_applies_nothing():
     with pytest.raises(CheckpointMoved):
         apply_batch(ledger, first.position - 1, [first, second], second.position)  # another runner did this batch already
     assert applied(LEDGER) == [first.position, second.position]
+
+
+class Flushing(Projection):
+    """Collects deposits and writes them in flush(), which raises for a batch holding an amount of ``fail_on``."""
+
+    name = "tests.flushing"
+    actor_types = ["acct"]
+    batch_size = 3
+    fail_on: ClassVar[int | None] = 13
+    max_batch: ClassVar[int | None] = None  # flush() also raises for more events than this (a projection that depends on batch ends)
+    flushes: ClassVar[list[list[int]]] = []
+
+    def begin_batch(self) -> None:
+        self.pending: list[Event] = []
+
+    @handles("Deposited")
+    def deposited(self, event: Event) -> None:
+        self.pending.append(event)
+
+    def flush(self) -> None:
+        self.flushes.append([event.position for event in self.pending if event.position])
+        if any(event.data["amount"] == self.fail_on for event in self.pending):
+            raise ValueError(f"unlucky {self.fail_on}")
+        if self.max_batch is not None and len(self.pending) > self.max_batch:
+            raise ValueError("batch too large")
+        Applied.objects.bulk_create([Applied(projection=self.name, position=e.position, actor_id=e.actor_id, event_type=e.event_type) for e in self.pending])
+
+
+@pytest.fixture
+def flushing(monkeypatch):
+    monkeypatch.setattr(Flushing, "flushes", [])
+    return Flushing
+
+
+def test_handlers_may_collect_and_flush_once_per_batch_in_its_transaction(flushing):
+    positions = [save("acct-1", "Deposited", amount=n).position for n in range(1, 8)]
+    save("shop-1", "Deposited", amount=1)  # another actor type: no handler sees it
+    last = save("acct-1", "Noted")
+
+    assert catch_up([Flushing.name]) == {Flushing.name: last.position}
+    assert flushing.flushes == [positions[0:3], positions[3:6], positions[6:7]]  # batches without wanted events are not flushed
+    assert applied(Flushing.name) == positions
+    assert catch_up([Flushing.name]) == {Flushing.name: last.position} and len(flushing.flushes) == 3
+
+
+def test_a_failing_flush_stops_just_before_the_event_that_makes_it_fail(flushing, monkeypatch):
+    one, two = save("acct-1", "Deposited", amount=1), save("acct-1", "Deposited", amount=2)
+    bad = save("acct-2", "Deposited", amount=13)
+    last = save("acct-1", "Deposited", amount=4)
+
+    with pytest.raises(ProjectionError) as failed:
+        catch_up([Flushing.name])
+    assert (failed.value.position, str(failed.value.cause)) == (bad.position, "unlucky 13")
+    checkpoint = row(Flushing.name)
+    assert (checkpoint.position, checkpoint.error_position, checkpoint.error) == (bad.position - 1, bad.position, "ValueError: unlucky 13")
+    assert applied(Flushing.name) == [one.position, two.position]  # found one event at a time, each applied once
+
+    monkeypatch.setattr(Flushing, "fail_on", None)  # the fixed code
+    assert catch_up([Flushing.name]) == {Flushing.name: last.position}
+    assert applied(Flushing.name) == [one.position, two.position, bad.position, last.position]
+    assert (row(Flushing.name).error, row(Flushing.name).error_position) == ("", None)
+
+
+def test_a_batch_that_fails_only_whole_goes_through_one_event_at_a_time_with_a_warning(flushing, monkeypatch, caplog):
+    monkeypatch.setattr(Flushing, "max_batch", 1)
+    positions = [save("acct-1", "Deposited", amount=n).position for n in (1, 2, 3, 4)]
+    with caplog.at_level(logging.WARNING, logger="django_eventstore.projections"):
+        assert catch_up([Flushing.name]) == {Flushing.name: positions[-1]}
+    assert applied(Flushing.name) == positions and (row(Flushing.name).error, row(Flushing.name).error_position) == ("", None)
+    assert "went through one event at a time" in caplog.text and "ValueError: batch too large" in caplog.text
+
+
+def test_collected_state_of_a_failed_batch_is_not_applied_twice(monkeypatch):
+    save("acct-1", "Deposited", amount=1)
+    save("acct-1", "Deposited", amount=2)
+    bad = save("acct-2", "Poison")
+    last = save("acct-1", "Deposited", amount=4)
+
+    with pytest.raises(ProjectionError, match=f"failed at position {bad.position}"):
+        catch_up([BATCHED])
+    assert dict(BatchBalance.objects.values_list("actor_id", "total")) == {"acct-1": 3}  # begin_batch() reset what the failed try collected
+    assert (row(BATCHED).position, row(BATCHED).error_position) == (bad.position - 1, bad.position)
+
+    monkeypatch.setenv("PROJECTION_TEST_FIXED", "1")
+    assert catch_up([BATCHED]) == {BATCHED: last.position}
+    assert dict(BatchBalance.objects.values_list("actor_id", "total")) == {"acct-1": 7, "acct-2": 0}
+    assert dict(BatchBalance.objects.values_list("actor_id", "events")) == {"acct-1": 3, "acct-2": 1}
 
 
 def test_rebuild_empties_and_replays():

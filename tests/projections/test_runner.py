@@ -19,7 +19,7 @@ from django_eventstore import Event, get_store
 
 from .conftest import Database, Runner
 
-LEDGER, NOTES = "tests.ledger", "tests.notes"
+LEDGER, NOTES, BATCHED = "tests.ledger", "tests.notes", "tests.ledger-batched"
 
 
 def save(actor_id: str, event_type: str, **data: object) -> Event:
@@ -56,14 +56,16 @@ def check_exactly_once(database: Database) -> dict[str, int]:
     """Each wanted event applied once by each projection, and the ledger's balances right; the balances."""
     positions, balances = expected_ledger()
     rows = database.query("SELECT projection, position FROM projections_testapp_applied")
-    ledger = Counter(position for name, position in rows if name == LEDGER)
-    assert [p for p, n in ledger.items() if n > 1] == [], "events applied twice"
-    assert sorted(ledger) == positions
+    for ledger_name in (LEDGER, BATCHED):
+        ledger = Counter(position for name, position in rows if name == ledger_name)
+        assert [p for p, n in ledger.items() if n > 1] == [], f"events applied twice by {ledger_name}"
+        assert sorted(ledger) == positions, ledger_name
     notes = Counter(position for name, position in rows if name == NOTES)
     assert max(notes.values(), default=1) == 1
     assert len(notes) == sum(1 for e in get_store().read_all(0, 100_000) if e.event_type in ("Deposited", "Noted"))
     found = dict(database.query("SELECT actor_id, total FROM projections_testapp_balance"))
     assert found == balances
+    assert dict(database.query("SELECT actor_id, total FROM projections_testapp_batchbalance")) == balances  # written once per batch
     return found
 
 
@@ -91,6 +93,7 @@ def test_once_applies_each_event_once_skips_the_rest_and_a_second_run_changes_no
     assert {name: (s["position"], s["lag"], s["error"], s["error_position"]) for name, s in states.items()} == {
         LEDGER: (last, 0, "", None),
         NOTES: (last, 0, "", None),
+        BATCHED: (last, 0, "", None),
     }
 
     again = runner.run("--once")
@@ -105,7 +108,7 @@ def test_a_failing_handler_stops_just_before_its_event_and_fixed_code_resumes(ru
     bad = save("acct-2", "Poison", what="a brick")
     last = save("acct-1", "Deposited", amount=4)
 
-    failed = runner.run("--once")
+    failed = runner.run("--once", LEDGER, NOTES)
     assert failed.returncode == 1
     message = f"CommandError: projection '{LEDGER}' failed at position {bad.position}: ValueError: cannot digest a brick"
     assert failed.stderr.strip().splitlines()[-1] == message and "Traceback" not in failed.stderr
@@ -115,7 +118,7 @@ def test_a_failing_handler_stops_just_before_its_event_and_fixed_code_resumes(ru
     assert states[NOTES]["position"] == last.position  # the others go on
     assert dict(database.query("SELECT actor_id, total FROM projections_testapp_balance")) == {"acct-1": 3}
 
-    fixed = runner.run("--once", PROJECTION_TEST_FIXED="1")
+    fixed = runner.run("--once", LEDGER, NOTES, PROJECTION_TEST_FIXED="1")
     assert fixed.returncode == 0, fixed.stderr
     states = runner.states()
     assert (states[LEDGER]["position"], states[LEDGER]["error"], states[LEDGER]["error_position"]) == (last.position, "", None)
@@ -158,7 +161,7 @@ def test_two_runners_at_once_apply_each_event_once_and_both_exit_0_on_sigterm(ru
     runners = [runner.start(PROJECTION_TEST_DELAY="0.001", PROJECTION_TEST_BATCH="25") for _ in range(2)]
     write_mix(150, seed=6, pause=0.005)
     last = get_store().last_position()
-    wait_until(lambda: min(position_of(database, LEDGER), position_of(database, NOTES)) >= last, 60, "both projections to catch up")
+    wait_until(lambda: min(position_of(database, name) for name in (LEDGER, NOTES, BATCHED)) >= last, 60, "the projections to catch up")
     for process, _ in runners:
         process.send_signal(signal.SIGTERM)
     for process, log in runners:

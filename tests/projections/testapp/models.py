@@ -24,3 +24,14 @@ class Balance(models.Model):
 
     class Meta:
         app_label = "projections_testapp"
+
+
+class BatchBalance(models.Model):
+    """The batched ledger's read model: the same sums, written once per batch."""
+
+    actor_id = models.CharField(max_length=256, primary_key=True)
+    total = models.BigIntegerField(default=0)
+    events = models.IntegerField(default=0)
+
+    class Meta:
+        app_label = "projections_testapp"

@@ -1,4 +1,4 @@
-"""Projections of the tests: a ledger of ``acct`` actors that can be poisoned, and a log of every actor's notes.
+"""Projections of the tests: a ledger of ``acct`` actors that can be poisoned (also written once per batch), and a log of notes.
 
 Environment (read on each event, so a test can "fix the code" between runs):
 ``PROJECTION_TEST_FIXED=1``, or an existing file named by
@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 
 from django.db.models import F
 
 from django_eventstore import Event
 from django_eventstore.projections import Projection, handles
 
-from .models import Applied, Balance
+from .models import Applied, Balance, BatchBalance
+
+
+def _digest(event: Event) -> None:
+    """A Poison event fails its handler until the code is "fixed" (environment)."""
+    fix_file = os.environ.get("PROJECTION_TEST_FIXED_FILE")
+    if os.environ.get("PROJECTION_TEST_FIXED") != "1" and not (fix_file and os.path.exists(fix_file)):
+        raise ValueError(f"cannot digest {event.data.get('what', 'this')}")
 
 
 def _slow() -> None:
@@ -43,9 +51,7 @@ class Ledger(Projection):
 
     @handles("Poison")
     def poison(self, event: Event) -> None:
-        fix_file = os.environ.get("PROJECTION_TEST_FIXED_FILE")
-        if os.environ.get("PROJECTION_TEST_FIXED") != "1" and not (fix_file and os.path.exists(fix_file)):
-            raise ValueError(f"cannot digest {event.data.get('what', 'this')}")
+        _digest(event)
         self._apply(event, 0)
 
     def reset(self) -> None:
@@ -62,3 +68,48 @@ class Notes(Projection):
 
     def reset(self) -> None:
         Applied.objects.filter(projection=self.name).delete()
+
+
+class BatchedLedger(Projection):
+    """The ledger as a fast projection writes it: the handlers collect, ``flush()`` writes the batch in three queries."""
+
+    name = "tests.ledger-batched"
+    actor_types = ["acct"]
+    batch_size = Ledger.batch_size
+
+    def begin_batch(self) -> None:
+        self.applied: list[Applied] = []
+        self.totals: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()
+
+    def _collect(self, event: Event, amount: int) -> None:
+        _slow()
+        self.applied.append(Applied(projection=self.name, position=event.position, actor_id=event.actor_id, event_type=event.event_type))
+        self.totals[event.actor_id] += amount
+        self.counts[event.actor_id] += 1
+
+    @handles("Deposited")
+    def deposited(self, event: Event) -> None:
+        self._collect(event, event.data["amount"])
+
+    @handles("Poison")
+    def poison(self, event: Event) -> None:
+        _digest(event)
+        self._collect(event, 0)
+
+    def flush(self) -> None:
+        Applied.objects.bulk_create(self.applied)
+        known = BatchBalance.objects.in_bulk(list(self.counts))
+        rows = [
+            BatchBalance(
+                actor_id=actor,
+                total=(known[actor].total if actor in known else 0) + self.totals[actor],
+                events=(known[actor].events if actor in known else 0) + count,
+            )
+            for actor, count in self.counts.items()
+        ]
+        BatchBalance.objects.bulk_create(rows, update_conflicts=True, unique_fields=["actor_id"], update_fields=["total", "events"])
+
+    def reset(self) -> None:
+        Applied.objects.filter(projection=self.name).delete()
+        BatchBalance.objects.all().delete()
