@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from django_eventstore import ActorSnapshot, Event, get_store
+from django_eventstore import ActorSnapshot, Event, EventStoreUnavailable, get_store
 from django_eventstore.management.base import to_json
+from django_eventstore.management.commands import eventstore_import
+from django_eventstore.testing import NatsServer
 
 from .conftest import publish_raw
 from .test_commands import run, store_events
@@ -262,20 +266,115 @@ def test_import_refuses_a_conflict_with_the_store():
     assert get_store().get_latest_version("user-1") == 0
 
 
-def test_a_conflict_while_writing_names_its_line_and_keeps_the_lines_before(monkeypatch):
-    from django_eventstore.management.commands import eventstore_import
+class AnotherWriterBetweenThePasses(eventstore_import.Command):
+    """The import, with another writer storing order-2's version 1 after the check and before the writes."""
 
-    check_then_write = eventstore_import.Command.write
+    def write(self, source, plan, written):
+        get_store().save_event(Event(actor_id="order-2", event_type="Other", version=1))
+        return super().write(source, plan, written)
 
-    def write_after_another_writer(self, source, plan):
-        get_store().save_event(Event(actor_id="order-2", event_type="Other", version=1))  # lands between the two passes
-        return check_then_write(self, source, plan)
 
-    monkeypatch.setattr(eventstore_import.Command, "write", write_after_another_writer)
-    with pytest.raises(CommandError, match=r"line 2: .*'order-2'.*The lines before it are imported"):
-        import_lines(line("order-1", 1), line("order-2", 1), line("order-3", 1))
+def import_with(command, *lines: str) -> str:
+    out = io.StringIO()
+    call_command(command, "-", stdin=io.StringIO("".join(line + "\n" for line in lines)), stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def test_a_conflict_while_writing_names_its_line_and_says_what_was_stored():
+    with pytest.raises(CommandError, match=r"line 2: version conflict on actor 'order-2'.*\. Stored before the failure: 1 events and 0 snapshots, the last from line 1; importing the file again"):
+        import_with(AnotherWriterBetweenThePasses(), line("order-1", 1), line("order-2", 1), line("order-3", 1))
     assert get_store().get_latest_version("order-1") == 1
     assert get_store().get_latest_version("order-3") == 0
+
+
+def test_a_conflict_on_the_first_line_written_says_nothing_was_stored():
+    with pytest.raises(CommandError, match=r"^line 1: version conflict on actor 'order-2'.*\. Nothing of this file was stored\.$") as raised:
+        import_with(AnotherWriterBetweenThePasses(), line("order-2", 1), line("order-1", 1))
+    assert "before line 1" not in str(raised.value)
+    assert get_store().get_latest_version("order-1") == 0
+
+
+def when_reconnected(call, timeout: float = 15.0):
+    """call()'s result once the store has reconnected (it fails fast until then; reconnecting has no event to await)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except EventStoreUnavailable:
+            assert time.monotonic() < deadline, "the store did not reconnect"
+            time.sleep(0.05)
+
+
+class NatsStopsAfterTheFirstChunk(eventstore_import.Command):
+    """The import, with the test's nats-server stopped once the first chunk of events is stored."""
+
+    def __init__(self, server):
+        super().__init__()
+        self.server = server
+
+    def store_events(self, pending, written):
+        super().store_events(pending, written)
+        self.server.stop()
+
+
+def test_nats_failing_mid_import_says_how_much_was_stored_and_the_last_line(settings, eventstore_settings, tmp_path):
+    server = NatsServer(store_dir=tmp_path).start()
+    try:
+        settings.EVENTSTORE = {**eventstore_settings, "SERVERS": [server.url], "TIMEOUT": 2.0}
+        lines = [line(f"order-{n}", 1) for n in range(1, 1501)]
+        with pytest.raises(CommandError) as raised:
+            import_with(NatsStopsAfterTheFirstChunk(server), *lines)
+        message = str(raised.value)
+        assert "Stored before the failure: 1,000 events and 0 snapshots, the last from line 1000; importing the file again skips what is stored" in message
+        assert "NATS" in message and "Traceback" not in message
+        server.start()
+        assert when_reconnected(lambda: get_store().get_latest_version("order-1000")) == 1
+        assert get_store().get_latest_version("order-1001") == 0
+    finally:
+        server.stop()
+
+
+HUGE_INT = '{"n": ' + "9" * 5000 + "}"
+DEEP = '{"a": ' * 100_000 + "1" + "}" * 100_000
+
+
+def raw_line(data_json: str, actor_id: str = "order-1", version: int = 1) -> str:
+    """An event line whose data is the given JSON text, as written by hand."""
+    return line(actor_id, version, data={}).replace('"data":{}', f'"data":{data_json}')
+
+
+def snapshot(state, actor_id: str = "user-1", version: int = 1) -> str:
+    return to_json({"kind": "snapshot", "actor_id": actor_id, "version": version, "state": state, "timestamp": "2025-01-01T00:00:00Z"})
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (raw_line(HUGE_INT), "line 2: an integer of more than 4,300 digits, more than Python reads"),
+        (raw_line(DEEP), "line 2: JSON nested too deeply"),
+        (raw_line('{"x": NaN}'), "line 2: NaN is not a JSON number"),
+        (raw_line('{"x": Infinity}'), "line 2: Infinity is not a JSON number"),
+        (raw_line('{"x": [-Infinity]}'), "line 2: -Infinity is not a JSON number"),
+        (raw_line('{"x": 1, "x": 2}'), "line 2: key 'x' appears twice in one object"),
+        (line("order-1", 1, data={"blob": "x" * 2_000_000}), r"line 2: event 'Made' of actor 'order-1' is 20\d{5} bytes encoded, above the server's max_payload of 1048576 bytes"),
+        (snapshot({"x": float("nan")}), "line 2: NaN is not a JSON number"),
+        (snapshot({"blob": "x" * 2_000_000}), r"line 2: snapshot of actor 'user-1' is \d+ bytes encoded, above the server's max_payload"),
+        (snapshot([1, 2]), "line 2: snapshot state must be a dict, got list"),
+        (line("user-1", 2, "user-1-v1"), "line 2: event id 'user-1-v1' is also used on line 1"),
+    ],
+    ids=["5000-digits", "100000-levels", "nan", "infinity", "minus-infinity", "duplicate-key", "2mb-event", "nan-state", "2mb-state", "list-state", "duplicate-id"],
+)
+def test_import_refuses_what_the_store_would_refuse_before_writing(bad, message):
+    with pytest.raises(CommandError, match=message):
+        import_lines(line("user-1", 1), bad)
+    assert last_position() == 0
+
+
+@pytest.mark.parametrize("bad", [raw_line('{"x": NaN}', "order-9"), line("order-9", 1, data={"blob": "x" * 2_000_000})], ids=["nan", "2mb"])
+def test_a_bad_line_1501_after_1500_good_ones_stores_nothing(bad):
+    with pytest.raises(CommandError, match=r"^line 1501: "):
+        import_lines(*(line(f"order-{n}", 1) for n in range(1, 1501)), bad)
+    assert last_position() == 0
 
 
 def test_import_of_a_missing_file_is_an_error(tmp_path):

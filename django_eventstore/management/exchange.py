@@ -9,11 +9,13 @@ An event line may carry ``"kind":"event"``; ``position`` is informative (the sto
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
 from typing import Any
 
-from django_eventstore import ActorSnapshot, Event
-from django_eventstore.core.events import check_event, check_snapshot, parse_timestamp
+from django_eventstore import ActorSnapshot, Event, EventTooLarge, InvalidEvent
+from django_eventstore.core.engine import PUBLISH_HEADROOM
+from django_eventstore.core.events import check_event, check_snapshot, encode_event, encode_snapshot, parse_timestamp
 from django_eventstore.management.base import to_json
 
 SNAPSHOT = "snapshot"
@@ -35,14 +37,44 @@ def snapshot_line(snapshot: ActorSnapshot) -> str:
     return to_json({"kind": SNAPSHOT, **snapshot.to_dict()})
 
 
-def parse_line(raw: bytes) -> Event | ActorSnapshot:
-    """The event or snapshot of one line; FormatError (or the store's InvalidEvent/InvalidActorId) when invalid."""
+def _no_constant(name: str) -> Any:
+    raise FormatError(f"{name} is not a JSON number (the store keeps only finite numbers)")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc = dict(pairs)
+    if len(doc) < len(pairs):  # rare: find the key given twice
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise FormatError(f"key {key!r} appears twice in one object")
+            seen.add(key)
+    return doc
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=_object)  # built once: json.loads(..., hooks) builds one per call
+
+
+def load_json(raw: bytes) -> Any:
+    """The JSON document of a line, refusing what the store could not write back as read: NaN, Infinity,
+    integers Python cannot read, duplicate keys, nesting deeper than Python's recursion limit."""
     try:
-        doc = json.loads(raw)
+        return _DECODER.decode(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise FormatError(f"not UTF-8: {e.reason} at byte {e.start + 1}") from None
     except json.JSONDecodeError as e:
         raise FormatError(f"not JSON: {e.msg} at column {e.colno}") from None
+    except FormatError:  # the hooks' (a ValueError too)
+        raise
+    except ValueError:  # int() refused a number's digits
+        raise FormatError(f"an integer of more than {sys.get_int_max_str_digits():,} digits, more than Python reads") from None
+    except RecursionError:
+        raise FormatError("JSON nested too deeply") from None
+
+
+def parse_line(raw: bytes) -> Event | ActorSnapshot:
+    """The event or snapshot of one line; FormatError (or the store's InvalidEvent/InvalidActorId) when invalid."""
+    doc = load_json(raw)
     if type(doc) is not dict:
         raise FormatError(f"expected a JSON object, got {type(doc).__name__}")
     kind = doc.get("kind", EVENT)
@@ -68,6 +100,26 @@ def parse_line(raw: bytes) -> Event | ActorSnapshot:
         check_snapshot(snapshot)
         return snapshot
     raise FormatError(f"unknown kind {kind!r}: expected {EVENT!r} or {SNAPSHOT!r}")
+
+
+def check_size(item: Event | ActorSnapshot, max_payload: int) -> None:
+    """EventTooLarge (or InvalidEvent) when the store would refuse to write the item: its message above max_payload.
+
+    The message is encoded as the store encodes it (a snapshot with the largest
+    position it could carry), its size counted as the store counts it.
+    """
+    try:
+        if isinstance(item, Event):
+            headers, body = encode_event(item)
+            what = f"event {item.event_type!r} of actor {item.actor_id!r}"
+        else:
+            headers, body = encode_snapshot(item, 2**64 - 1)
+            what = f"snapshot of actor {item.actor_id!r}"
+    except RecursionError:
+        raise InvalidEvent("nested too deeply to be encoded") from None
+    size = len(body) + 12 + sum(len(k) + len(v.encode()) + 4 for k, v in headers.items()) + PUBLISH_HEADROOM
+    if size > max_payload:
+        raise EventTooLarge(size, max_payload, what)
 
 
 def _check_fields(doc: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...]) -> None:

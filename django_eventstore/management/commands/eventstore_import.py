@@ -1,9 +1,13 @@
 """``manage.py eventstore_import FILE|- [--dry-run]``: load an export, keeping ids, versions and timestamps.
 
-Two passes: the first checks every line against the file and the store and
-refuses the input (naming the line) before anything is written; the second
-stores what is not stored yet, in file order, with save_events (many
-publishes in flight, each checked by the server).
+Two passes: the first checks every line against the file and the store
+(JSON the store can write back as read, fields, versions, ids, snapshots,
+sizes against the server's max_payload) and refuses the input, naming the
+line, before anything is written; the second stores what is not stored yet,
+in file order, with save_events (many publishes in flight, each checked by
+the server). If the store fails during the second pass (unreachable, or
+another writer came in between), the error says how much was stored and the
+last line stored.
 Events already stored (same id at the same version) are skipped, so importing
 a file twice stores nothing the second time.
 """
@@ -21,8 +25,9 @@ from typing import IO, Any, Iterator
 from django.core.management.base import CommandError, CommandParser
 
 from django_eventstore import ActorSnapshot, Event, EventStoreError, SnapshotNotFound
-from django_eventstore.management.base import STORE_TROUBLE, Progress, StoreCommand
-from django_eventstore.management.exchange import FormatError, parse_line
+from django_eventstore.management.base import Progress, StoreCommand
+from django_eventstore.management.exchange import FormatError, check_size, parse_line
+from django_eventstore.store import explain
 
 CHUNK = 1000  # events handed to one save_events call
 
@@ -42,6 +47,23 @@ class _Plan:
     actors: dict[str, _Actor] = field(default_factory=dict)
     new_events: int = 0
     snapshots: int = 0
+
+
+@dataclass
+class _Written:
+    """What the second pass has stored so far: what an error while writing reports."""
+
+    events: int = 0
+    snapshots: int = 0
+    last_line: int = 0
+
+    def __str__(self) -> str:
+        if not (self.events or self.snapshots):
+            return "Nothing of this file was stored."
+        return (
+            f"Stored before the failure: {self.events:,} events and {self.snapshots:,} snapshots, the last from line {self.last_line}; "
+            "importing the file again skips what is stored and stores the rest."
+        )
 
 
 class Command(StoreCommand):
@@ -68,7 +90,14 @@ class Command(StoreCommand):
                 )
                 return
             source.seek(0)
-            events, snapshots = self.write(source, plan)
+            written = _Written()
+            try:
+                self.write(source, plan, written)
+            except _LineError as e:
+                raise CommandError(f"line {e.line}: {_sentence(e.error)} {written}") from e.error
+            except EventStoreError as e:
+                raise CommandError(f"{_sentence(e)} {written}") from e
+            events, snapshots = written.events, written.snapshots
         self.stdout.write(
             f"imported {events:,} events of {len(plan.actors):,} actors and {snapshots:,} snapshots "
             f"({present:,} events and {plan.snapshots - snapshots:,} snapshots were already stored)",
@@ -120,6 +149,10 @@ class Command(StoreCommand):
         seen_ids: dict[str, int] = {}
         for number, item in self.lines(source, "checking"):
             actor = self.actor(plan, item.actor_id)  # type: ignore[arg-type]
+            try:
+                check_size(item, self.max_payload())  # after actor(): connected, the server's limit is known
+            except EventStoreError as e:
+                raise CommandError(f"line {number}: {e}") from e
             if isinstance(item, ActorSnapshot):
                 latest = max(actor.stored, actor.last)
                 if item.version > latest:
@@ -135,6 +168,10 @@ class Command(StoreCommand):
         for actor_id, actor in plan.actors.items():
             self.compare_stored(actor_id, actor.present)
         return plan
+
+    def max_payload(self) -> int:
+        """The largest message the store's server takes (the store checks writes against it)."""
+        return int(self.store.engine.backend.max_payload)
 
     def actor(self, plan: _Plan, actor_id: str) -> _Actor:
         actor = plan.actors.get(actor_id)
@@ -170,62 +207,63 @@ class Command(StoreCommand):
 
     # ----- second pass -----
 
-    def write(self, source: IO[bytes], plan: _Plan) -> tuple[int, int]:
+    def write(self, source: IO[bytes], plan: _Plan, written: _Written) -> None:
         """Store the events not stored yet, in file order, many at a time, and the snapshots where they stand."""
         pending: list[tuple[int, Event]] = []
-        written = snapshots = 0
         for number, item in self.lines(source, "importing"):
             if isinstance(item, Event):
                 if item.version > plan.actors[item.actor_id].stored:  # type: ignore[index, operator]
                     pending.append((number, item))
                 if len(pending) == CHUNK:
-                    written += self.store_events(pending)
+                    self.store_events(pending, written)
                     pending = []
             else:
-                written += self.store_events(pending)
+                self.store_events(pending, written)
                 pending = []
-                snapshots += self.save_snapshot(item, number)
-        return written + self.store_events(pending), snapshots
+                self.save_snapshot(item, number, written)
+        self.store_events(pending, written)
 
-    def store_events(self, pending: list[tuple[int, Event]]) -> int:
+    def store_events(self, pending: list[tuple[int, Event]], written: _Written) -> None:
         """Store events (line, event) in order with save_events; an error names the line of the first one not stored."""
         if not pending:
-            return 0
+            return
         try:
             self.store.save_events([event for _, event in pending])
-        except STORE_TROUBLE:
-            raise
-        except EventStoreError as e:  # save_events says which event failed and how many before it it stored
-            if e.index is None or e.saved is None:
+        except EventStoreError as e:  # save_events says which event failed and what it stored before it
+            saved = len(e.saved or [])
+            written.events += saved
+            if saved:
+                written.last_line = pending[saved - 1][0]
+            if e.index is None:
                 raise
-            raise _line_error(pending[e.index][0], e, pending[len(e.saved)][0]) from e
-        return len(pending)
+            raise _LineError(pending[e.index][0], e) from e
+        written.events += len(pending)
+        written.last_line = pending[-1][0]
 
-    def save_snapshot(self, snapshot: ActorSnapshot, line: int) -> int:
-        """Save the snapshot unless the store has it, or a newer one; 1 when saved."""
-        with _at_line(line):
+    def save_snapshot(self, snapshot: ActorSnapshot, line: int, written: _Written) -> None:
+        """Save the snapshot unless the store has it, or a newer one."""
+        try:
             try:
                 if self.store.get_latest_snapshot(snapshot.actor_id).version >= snapshot.version:
-                    return 0
+                    return
             except SnapshotNotFound:
                 pass
             self.store.save_snapshot(snapshot)
-        return 1
+        except EventStoreError as e:
+            raise _LineError(line, e) from e
+        written.snapshots += 1
+        written.last_line = line
 
 
-def _line_error(line: int, error: EventStoreError, stored_before: int | None = None) -> CommandError:
-    """The error naming its line; stored_before: the first line not imported, when not that one."""
-    if stored_before is None or stored_before == line:
-        return CommandError(f"line {line}: {error}. The lines before it are imported; importing again skips them.")
-    return CommandError(f"line {line}: {error}. The lines before line {stored_before} are imported; importing again skips them.")
+class _LineError(Exception):
+    """A store error while writing a line (the command says what was stored before it)."""
+
+    def __init__(self, line: int, error: EventStoreError):
+        super().__init__(line, error)
+        self.line = line
+        self.error = error
 
 
-@contextlib.contextmanager
-def _at_line(line: int) -> Iterator[None]:
-    """A store error while writing a line becomes a CommandError naming it (trouble with the store itself stays as it is)."""
-    try:
-        yield
-    except STORE_TROUBLE:
-        raise
-    except EventStoreError as e:
-        raise _line_error(line, e) from e
+def _sentence(error: EventStoreError) -> str:
+    """The store error for people (with the hint that helps), as a sentence."""
+    return explain(error).rstrip(". ") + "."
