@@ -67,7 +67,7 @@ def _servers(value: Any) -> str | None:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, (list, tuple)) or not value:
-        return f"must be \"embedded\" or a non-empty list of URLs, got {value!r}"
+        return f'must be "embedded" or a non-empty list of URLs, got {value!r}'
     problems = [p for p in map(_bad_server, value) if p]
     return "; ".join(problems) or None
 

@@ -206,9 +206,7 @@ def _main(argv: Sequence[str]) -> int:
         parser.error("give the nats-server command after --")
     if args.daemon and os.fork():
         os._exit(0)
-    return watch(
-        command, args.port, report_fd=args.report_fd, keep_fds=args.keep_fd, lifeline_fd=args.lifeline_fd, clients=args.clients, timeout=args.timeout
-    )
+    return watch(command, args.port, report_fd=args.report_fd, keep_fds=args.keep_fd, lifeline_fd=args.lifeline_fd, clients=args.clients, timeout=args.timeout)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -41,32 +43,29 @@ for line in sys.stdin:
 """
 
 
-@pytest.fixture
-def data_dir(tmp_path):
-    directory = tmp_path / "eventstore"
-    yield directory
-    stop_embedded_server(directory)
+@dataclass
+class Project:
+    """A project's environment (for subprocesses) and its embedded server's data directory."""
+
+    env: dict[str, str]
+    data_dir: Path
 
 
 @pytest.fixture
-def env(tmp_path, data_dir) -> dict[str, str]:
-    """The environment of a project whose settings say SERVERS = "embedded" with its data in data_dir."""
+def project(tmp_path) -> Iterator[Project]:
+    """A project whose settings say SERVERS = "embedded", its data in tmp_path/eventstore; its server is stopped after the test."""
+    data_dir = tmp_path / "eventstore"
     (tmp_path / "embedded_settings.py").write_text(f"from tests.settings import *\nEVENTSTORE = {{'SERVERS': 'embedded', 'EMBEDDED_DIR': {str(data_dir)!r}}}\n")
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
-        "DJANGO_SETTINGS_MODULE": "embedded_settings",
-        "PYTHONUNBUFFERED": "1",
-    }
+    path = os.pathsep.join([str(tmp_path), str(ROOT)])
+    yield Project({**os.environ, "PYTHONPATH": path, "DJANGO_SETTINGS_MODULE": "embedded_settings", "PYTHONUNBUFFERED": "1"}, data_dir)
+    stop_embedded_server(data_dir)
 
 
 class Client:
     """A process running CLIENT."""
 
     def __init__(self, env: dict[str, str]):
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", CLIENT], env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        self.process = subprocess.Popen([sys.executable, "-c", CLIENT], env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def ask(self, action: str, actor: str) -> list[int]:
         """[latest version, server pid, watcher pid, port]."""
@@ -92,7 +91,8 @@ def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "django", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-def test_a_shell_that_used_the_store_leaves_no_server_behind(env, data_dir):
+def test_a_shell_that_used_the_store_leaves_no_server_behind(project):
+    env, data_dir = project.env, project.data_dir
     code = (
         "from django_eventstore import Event, get_store\n"
         "from django_eventstore.embedded import server_state\n"
@@ -107,7 +107,8 @@ def test_a_shell_that_used_the_store_leaves_no_server_behind(env, data_dir):
     assert_stopped(data_dir, int(pid), int(watcher))
 
 
-def test_kill_9_of_the_process_that_started_it_stops_it(env, data_dir):
+def test_kill_9_of_the_process_that_started_it_stops_it(project):
+    env, data_dir = project.env, project.data_dir
     client = Client(env)
     version, pid, watcher, port = client.ask("save", "order-1")
     assert version == 1 and running_server(data_dir) == f"nats://127.0.0.1:{port}"
@@ -115,7 +116,8 @@ def test_kill_9_of_the_process_that_started_it_stops_it(env, data_dir):
     assert_stopped(data_dir, pid, watcher)
 
 
-def test_it_lives_while_any_process_uses_it(env, data_dir):
+def test_it_lives_while_any_process_uses_it(project):
+    env, data_dir = project.env, project.data_dir
     first, second = Client(env), Client(env)
     try:
         _, pid, watcher, port = first.ask("save", "order-1")
@@ -135,7 +137,8 @@ def test_it_lives_while_any_process_uses_it(env, data_dir):
         third.close()
 
 
-def test_kill_9_of_its_watcher_stops_it_too(env, data_dir):
+def test_kill_9_of_its_watcher_stops_it_too(project):
+    env, data_dir = project.env, project.data_dir
     client = Client(env)
     try:
         _, pid, watcher, _ = client.ask("save", "order-1")
@@ -146,7 +149,8 @@ def test_kill_9_of_its_watcher_stops_it_too(env, data_dir):
         client.kill()
 
 
-def test_detached_until_stop_and_its_status(env, data_dir):
+def test_detached_until_stop_and_its_status(project):
+    env, data_dir = project.env, project.data_dir
     started = manage(env, "eventstore_server", "--detach")
     assert started.returncode == 0, started.stderr
     state = server_state(data_dir)
@@ -184,7 +188,8 @@ def test_detached_until_stop_and_its_status(env, data_dir):
     assert manage(env, "eventstore_server", "--stop").stdout == f"no embedded nats-server runs for {data_dir}\n"
 
 
-def test_a_read_only_command_as_run_from_a_shell_exits_1_and_starts_nothing(env, data_dir):
+def test_a_read_only_command_as_run_from_a_shell_exits_1_and_starts_nothing(project):
+    env, data_dir = project.env, project.data_dir
     done = manage(env, "eventstore_status")
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr.startswith(f"CommandError: no embedded nats-server runs for {data_dir}") and "Traceback" not in done.stderr
@@ -192,7 +197,8 @@ def test_a_read_only_command_as_run_from_a_shell_exits_1_and_starts_nothing(env,
     assert_stopped(data_dir)
 
 
-def test_the_foreground_server_stops_with_its_command_even_on_kill_9(env, data_dir):
+def test_the_foreground_server_stops_with_its_command_even_on_kill_9(project):
+    env, data_dir = project.env, project.data_dir
     process = subprocess.Popen([sys.executable, "-m", "django", "eventstore_server"], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert process.stdout is not None
@@ -214,7 +220,8 @@ def test_the_foreground_server_stops_with_its_command_even_on_kill_9(env, data_d
         process.wait(30)
 
 
-def test_stop_ends_a_foreground_server_and_its_command(env, data_dir):
+def test_stop_ends_a_foreground_server_and_its_command(project):
+    env, data_dir = project.env, project.data_dir
     process = subprocess.Popen([sys.executable, "-m", "django", "eventstore_server"], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

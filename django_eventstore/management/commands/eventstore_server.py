@@ -26,9 +26,7 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--port", type=int_at_least(1), help="client port on 127.0.0.1 (default: the one recorded in the data directory, else a free one; never 4222 unless given)"
-        )
+        parser.add_argument("--port", type=int_at_least(1), help="client port on 127.0.0.1 (default: the one recorded in the data directory, else a free one; never 4222 unless given)")
         parser.add_argument(
             "--store-dir",
             "--dir",
