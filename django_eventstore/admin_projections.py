@@ -1,9 +1,11 @@
 """The "Projections" admin: each projection's position, the stream's last position, lag, last update and error; rebuilds.
 
 The list comes from the projections defined in code (with their checkpoint
-rows), not from the table alone, so a projection that never ran shows at
-position 0. Viewing needs the checkpoint model's ``view`` permission; a
-rebuild, behind a confirmation page, its ``change`` permission.
+rows), so a projection that never ran shows at position 0; checkpoints no
+projection in code uses follow, marked "not in code". Viewing needs the
+checkpoint model's ``view`` permission; a rebuild, behind a confirmation page,
+its ``change`` permission. A rebuild replays in the request for at most
+``rebuild_seconds`` and leaves the rest to the projection runner.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ TEMPLATES = "django_eventstore/admin/"
 @admin.register(ProjectionCheckpoint)
 class ProjectionAdmin(admin.ModelAdmin):
     """Lists the projections with their progress; rebuilds one after a confirmation. Checkpoints are never edited by hand."""
+
+    #: How long a rebuild replays inside the request before leaving the rest to ``manage.py eventstore_project``.
+    rebuild_seconds: float = 10.0
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -55,6 +60,7 @@ class ProjectionAdmin(admin.ModelAdmin):
             "changelist_url": self._url("changelist"),
             "rebuild_url": self._url("rebuild"),
             "crumbs": title != "Projections",
+            "rebuild_seconds": self.rebuild_seconds,
         }
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
@@ -66,9 +72,11 @@ class ProjectionAdmin(admin.ModelAdmin):
         except EventStoreError as e:
             context.update(error=e, unavailable=isinstance(e, EventStoreUnavailable))
             return TemplateResponse(request, TEMPLATES + "store_error.html", context, status=503)
+        found = states(last_position=last_position, orphans=True)
         context.update(
             last_position=last_position,
-            projections=states(last_position=last_position),
+            projections=found,
+            orphans=any(not state.in_code for state in found),
             can_rebuild=self.has_change_permission(request),
         )
         return TemplateResponse(request, TEMPLATES + "projections.html", context)
@@ -88,7 +96,8 @@ class ProjectionAdmin(admin.ModelAdmin):
             context.update(projection=projection, state=states([name])[0])
             return TemplateResponse(request, TEMPLATES + "projections_rebuild.html", context)
         try:
-            position = rebuild(name)
+            last_position = get_store().last_position()
+            position = rebuild(name, max_seconds=self.rebuild_seconds)
         except ProjectionError as e:
             messages.error(request, f"Rebuild stopped: {e}")
         except NotImplementedError as e:
@@ -96,5 +105,12 @@ class ProjectionAdmin(admin.ModelAdmin):
         except EventStoreError as e:
             messages.error(request, f"Rebuild failed, the event store did not answer: {e}")
         else:
-            messages.success(request, f"Rebuilt {name} up to position {position}.")
+            if position < last_position:
+                messages.warning(
+                    request,
+                    f"Rebuilt {name} up to position {position} of {last_position} in {self.rebuild_seconds:g} s; the projection runner "
+                    f"(manage.py eventstore_project) applies the rest. A large rebuild is better done with: manage.py eventstore_project --rebuild {name}",
+                )
+            else:
+                messages.success(request, f"Rebuilt {name} up to position {position}.")
         return HttpResponseRedirect(self._url("changelist"))

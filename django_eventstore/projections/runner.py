@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generator, Iterable, cast
 
 from asgiref.sync import sync_to_async
-from django.db import IntegrityError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from django_eventstore import get_store
@@ -210,11 +210,12 @@ class _ReadAhead:
         self.pool.shutdown(wait=True, cancel_futures=True)  # a read under way ends within the store's TIMEOUT
 
 
-def catch_up_projection(projection: Projection, target: int | None = None, stop: threading.Event | None = None) -> int:
+def catch_up_projection(projection: Projection, target: int | None = None, stop: threading.Event | None = None, deadline: float | None = None) -> int:
     """Apply to one projection everything up to ``target`` (default: the stream's last position now); its position.
 
-    The next batch is read while the current one is applied, so the store's
-    reads and the database's writes overlap.
+    It stops early, after a whole batch, once ``stop`` is set or the
+    ``time.monotonic()`` ``deadline`` has passed. The next batch is read while
+    the current one is applied, so the store's reads and the database's writes overlap.
     """
     store = get_store()
     if target is None:
@@ -222,7 +223,7 @@ def catch_up_projection(projection: Projection, target: int | None = None, stop:
     position = checkpoint(projection).position
     reads = _ReadAhead(store, projection, target)
     try:
-        while position < target and not (stop is not None and stop.is_set()):
+        while position < target and not (stop is not None and stop.is_set()) and not (deadline is not None and time.monotonic() >= deadline):
             page, end = reads.read(position)
             if end <= position:
                 break
@@ -263,8 +264,13 @@ async def acatch_up(names: Iterable[str] | None = None) -> dict[str, int]:
     return await sync_to_async(catch_up)(names)
 
 
-def rebuild(name: str) -> int:
-    """Empty a projection's read models and set its checkpoint to 0 in one transaction, then catch up; its position."""
+def rebuild(name: str, *, max_seconds: float | None = None) -> int:
+    """Empty a projection's read models and set its checkpoint to 0 in one transaction, then catch up; its position.
+
+    With ``max_seconds``, the catch-up stops after the batch that passes that
+    time (the position is then below the stream's last): the projection runner
+    applies the rest, as it would after any stop.
+    """
     projection = get_projections([name])[name]
     target = get_store().last_position()
     checkpoint(projection)
@@ -272,7 +278,8 @@ def rebuild(name: str) -> int:
         _checkpoints().objects.using(projection.database).filter(name=name).update(position=0, updated_at=timezone.now(), error="", error_position=None)
         projection.reset()
     log.info("projection %r reset for a rebuild", name)
-    return catch_up_projection(projection, target)
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    return catch_up_projection(projection, target, deadline=deadline)
 
 
 # ----- read-your-writes -----
@@ -288,8 +295,13 @@ class ProjectionState:
     updated_at: datetime | None
     error: str
     error_position: int | None
+    #: False for a checkpoint no projection in code uses (renamed, removed, or moved to another database): nothing updates it.
+    in_code: bool = True
+    #: The database alias the checkpoint is in.
+    database: str = DEFAULT_DB_ALIAS
 
     def to_dict(self) -> dict[str, Any]:
+        """The keys of ``eventstore_project --list --format json``."""
         return {
             "name": self.name,
             "position": self.position,
@@ -310,14 +322,18 @@ def _rows(projections: dict[str, Projection]) -> dict[str, ProjectionCheckpoint]
     return rows
 
 
-def states(names: Iterable[str] | None = None, last_position: int | None = None) -> list[ProjectionState]:
-    """Position, lag (events in the stream after the checkpoint), updated_at and error of each projection."""
+def states(names: Iterable[str] | None = None, last_position: int | None = None, *, orphans: bool = False) -> list[ProjectionState]:
+    """Position, lag (events in the stream after the checkpoint), updated_at and error of each projection.
+
+    With ``orphans`` (and no ``names``), checkpoints that no projection in code
+    uses follow, with ``in_code`` False.
+    """
     projections = get_projections(names)
     if last_position is None:
         last_position = get_store().last_position()
     rows = _rows(projections)
     result = []
-    for name in projections:
+    for name, projection in projections.items():
         row = rows.get(name)
         position = row.position if row else 0
         result.append(
@@ -328,9 +344,35 @@ def states(names: Iterable[str] | None = None, last_position: int | None = None)
                 updated_at=row.updated_at if row else None,
                 error=row.error if row else "",
                 error_position=row.error_position if row else None,
+                database=projection.database,
             )
         )
+    if orphans and names is None:
+        result.extend(
+            ProjectionState(row.name, row.position, max(last_position - row.position, 0), row.updated_at, row.error, row.error_position, False, alias)
+            for alias, row in _orphan_rows(projections)
+        )
     return result
+
+
+def _orphan_rows(projections: dict[str, Projection]) -> list[tuple[str, ProjectionCheckpoint]]:
+    """(alias, row) of each checkpoint no projection in code uses, in every database the checkpoint model may be in."""
+    model = _checkpoints()
+    used = {projection.database for projection in projections.values()}
+    found: list[tuple[str, ProjectionCheckpoint]] = []
+    for alias in connections:
+        if alias not in used and not router.allow_migrate_model(alias, model):
+            continue
+        query = model.objects.using(alias).exclude(name__in=[name for name, p in projections.items() if p.database == alias]).order_by("name")
+        if alias in used:
+            found.extend((alias, row) for row in query)
+            continue
+        try:
+            with transaction.atomic(using=alias):  # a savepoint: a missing table does not break the caller's transaction
+                found.extend((alias, row) for row in query)
+        except DatabaseError as e:  # no checkpoint table there (never migrated): no checkpoints either
+            log.debug("no projection checkpoints in database %r: %s", alias, e)
+    return found
 
 
 def _behind(projections: dict[str, Projection], position: int) -> tuple[dict[str, int], dict[str, str]]:

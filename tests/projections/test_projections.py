@@ -366,3 +366,40 @@ def test_admin_rebuild_after_confirmation(admin_client):
     assert f"Rebuilt {LEDGER} up to position 1." in done.content.decode()
     assert Balance.objects.get().total == 5
     assert admin_client.get("/admin/django_eventstore/projectioncheckpoint/rebuild/", {"name": "nope"}).status_code == 404
+
+
+def test_checkpoints_no_projection_in_code_uses_are_listed_as_not_in_code(admin_client):
+    save("acct-1", "Deposited", amount=5)
+    ProjectionCheckpoint.objects.create(name="tests.renamed-away", position=1, error="KeyError: 'x'", error_position=2)
+
+    out = io.StringIO()
+    call_command("eventstore_project", "--list", stdout=out)
+    line = next(line for line in out.getvalue().splitlines() if line.startswith("tests.renamed-away"))
+    assert line.split()[:6] == ["tests.renamed-away", "(not", "in", "code)", "1", "-"] and "at 2: KeyError" in line
+    out = io.StringIO()
+    call_command("eventstore_project", LEDGER, "--list", stdout=out)
+    assert "renamed-away" not in out.getvalue()  # only the NAMEs asked for
+    out = io.StringIO()
+    call_command("eventstore_project", "--list", "--format", "json", stdout=out)
+    assert "tests.renamed-away" not in {s["name"] for s in json.loads(out.getvalue())}  # JSON: projections in code, for monitoring
+
+    html = admin_client.get("/admin/django_eventstore/projectioncheckpoint/").content.decode()
+    assert "tests.renamed-away <span class=\"help\">(not in code)</span>" in html and "Nothing updates it" in html
+    assert "rebuild/?name=tests.renamed-away" not in html and f"rebuild/?name={LEDGER}" in html
+    assert admin_client.get("/admin/django_eventstore/projectioncheckpoint/rebuild/", {"name": "tests.renamed-away"}).status_code == 404
+
+
+def test_an_admin_rebuild_is_bounded_in_time_and_leaves_the_rest_to_the_runner(admin_client, monkeypatch):
+    from django_eventstore.admin_projections import ProjectionAdmin
+
+    save("acct-1", "Deposited", amount=5)
+    last = save("acct-1", "Deposited", amount=6)
+    catch_up([LEDGER])
+    confirm = admin_client.get("/admin/django_eventstore/projectioncheckpoint/rebuild/", {"name": LEDGER}).content.decode()
+    assert "at most 10 seconds" in confirm and f"manage.py eventstore_project --rebuild {LEDGER}" in confirm
+
+    monkeypatch.setattr(ProjectionAdmin, "rebuild_seconds", 0.0)  # time is up before the first batch
+    done = admin_client.post("/admin/django_eventstore/projectioncheckpoint/rebuild/", {"name": LEDGER}, follow=True).content.decode()
+    assert f"Rebuilt {LEDGER} up to position 0 of {last.position} in 0 s; the projection runner" in done
+    assert row(LEDGER).position == 0 and not Balance.objects.exists()
+    assert catch_up([LEDGER]) == {LEDGER: last.position} and Balance.objects.get().total == 11

@@ -8,6 +8,7 @@ from types import FrameType
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS
 
 from django_eventstore.management.base import StoreCommand
 from django_eventstore.projections import ProjectionError, get_projections, rebuild, states
@@ -34,11 +35,11 @@ class Command(StoreCommand):
             get_projections(rebuild)
         except LookupError as e:
             raise CommandError(str(e.args[0])) from None
+        if show_list:
+            self._list(names or None, format)
+            return
         if not projections:
             raise CommandError("no projections: define Projection subclasses in an installed app's projections.py")
-        if show_list:
-            self._list([*projections], format)
-            return
         stop = threading.Event()
         previous = {sig: signal.signal(sig, self._stopper(stop)) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -83,16 +84,19 @@ class Command(StoreCommand):
         if failures:
             raise CommandError("; ".join(failures))
 
-    def _list(self, names: list[str], format: str) -> None:
-        found = states(names)
+    def _list(self, names: list[str] | None, format: str) -> None:
+        """The projections' states; the table also shows checkpoints no projection in code uses (JSON keeps to projections in code)."""
         if format == "json":
-            self.write_json([state.to_dict() for state in found])
+            self.write_json([state.to_dict() for state in states(names)])
             return
+        found = states(names, orphans=True)
+        if not found:
+            raise CommandError("no projections: define Projection subclasses in an installed app's projections.py")
         rows = [
             (
-                s.name,
+                s.name if s.in_code else f"{s.name} (not in code{'' if s.database == DEFAULT_DB_ALIAS else f', database {s.database!r}'})",
                 s.position,
-                s.lag,
+                s.lag if s.in_code else None,
                 s.updated_at.strftime("%Y-%m-%d %H:%M:%S") if s.updated_at else None,
                 f"at {s.error_position}: {s.error}" if s.error else "",
             )
