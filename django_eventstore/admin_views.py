@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from django.core.paginator import Paginator
 from django.http import Http404, QueryDict
@@ -16,6 +16,7 @@ from django.utils.http import urlencode
 
 from . import ActorSnapshot, ActorSummary, Event, InvalidActorId, MalformedMessage, SnapshotNotFound
 from .actor_urls import actor_id_from_segment, actor_segment
+from .core.backend import StreamSummary
 from .core.facade import EventStore
 
 ACTORS_PER_PAGE = 100  # as the admin's list_per_page
@@ -266,10 +267,38 @@ def stream_rows(store: EventStore) -> dict[str, Any]:
     return {"server": summary, "streams": [(s, cluster_text(s.cluster)) for s in summary.streams]}
 
 
-def cluster_text(cluster: dict[str, Any]) -> str:
-    """``name: leader X; replicas: Y current, Z lagging``, or "not clustered" for a single server."""
+def cluster_text(cluster: dict[str, Any], width: int | None = None) -> str:
+    """``name: leader X; replicas: Y current, Z lag 12``, or "not clustered" for a single server.
+
+    ``width`` cuts server names (default names are 56-character ids); the commands use it.
+    """
     if not cluster.get("name"):
         return "not clustered"
-    replicas: Iterable[dict[str, Any]] = cluster.get("replicas") or []
-    peers = ", ".join(f"{r.get('name')} {'current' if r.get('current') else 'lagging'}" for r in replicas)
-    return f"{cluster['name']}: leader {cluster.get('leader') or 'none'}" + (f"; replicas: {peers}" if peers else "")
+    peers = ", ".join(replica_text(r, width) for r in cluster.get("replicas") or [])
+    return f"{cluster['name']}: leader {server_name(cluster.get('leader'), width)}" + (f"; replicas: {peers}" if peers else "")
+
+
+def server_name(name: str | None, width: int | None = None) -> str:
+    """A server's name, cut to ``width`` characters with "..." (``NBMRSIRMC...``); "none" when there is none."""
+    if not name:
+        return "none"
+    return name if width is None or len(name) <= width else name[: width - 3] + "..."
+
+
+def replica_text(replica: dict[str, Any], width: int | None = None) -> str:
+    """A follower and how far behind it is: ``n2 current``, ``n3 lag 12``, ``n3 lagging``, ``n3 offline``."""
+    name = server_name(replica.get("name"), width)
+    lag = replica.get("lag")
+    if replica.get("offline"):
+        return f"{name} offline"
+    if replica.get("current"):
+        return f"{name} current"
+    return f"{name} lag {lag:,}" if isinstance(lag, int) and lag > 0 else f"{name} lagging"
+
+
+def placement_text(stream: StreamSummary, width: int | None = None) -> str:
+    """A stream's replicas and where they are: ``3 replicas, cluster east: leader n1; replicas: n2 current, n3 current``."""
+    replicas = f"{stream.replicas} replica{'s' if stream.replicas != 1 else ''}"
+    if not stream.cluster.get("name"):
+        return f"{replicas}, not clustered (server {server_name(stream.cluster.get('leader'), width)})"
+    return f"{replicas}, cluster {cluster_text(stream.cluster, width)}"

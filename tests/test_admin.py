@@ -433,6 +433,9 @@ def test_cluster_text_names_leader_and_replicas():
     assert cluster_text(cluster) == "east: leader n1; replicas: n2 current, n3 lagging"
     assert cluster_text({"name": "east"}) == "east: leader none"
     assert cluster_text({"leader": "NABC"}) == "not clustered"
+    behind = {"name": "east", "leader": "N" * 56, "replicas": [{"name": "n2", "current": False, "lag": 1200}, {"name": "n3", "offline": True}]}
+    assert cluster_text(behind) == f"east: leader {'N' * 56}; replicas: n2 lag 1,200, n3 offline"
+    assert cluster_text(behind, width=12) == "east: leader NNNNNNNNN...; replicas: n2 lag 1,200, n3 offline"
 
 
 # ----- permissions and read-only -----

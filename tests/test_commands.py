@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
+import time
 from typing import Any, Callable
 
 import pytest
@@ -15,7 +17,8 @@ from django_eventstore import ActorSnapshot, Event, get_store
 from django_eventstore.core.subjects import Subjects
 from django_eventstore.management.commands.eventstore_events import Command as EventsCommand
 from django_eventstore.paging import read_pages
-from django_eventstore.testing import free_port
+from django_eventstore.store import reset_store
+from django_eventstore.testing import NatsCluster, free_port
 
 from .conftest import publish_raw
 
@@ -60,7 +63,9 @@ def test_setup_creates_then_reports_unchanged(stream_name):
     assert f"stream {stream_name}_SNAPSHOTS: created" in out
     assert "deny_delete: null -> true" in out
     out, _ = run("eventstore_setup")
-    assert out.splitlines() == [f"stream {stream_name}: unchanged", f"stream {stream_name}_SNAPSHOTS: unchanged"]
+    lines = out.splitlines()
+    assert lines[0::2] == [f"stream {stream_name}: unchanged", f"stream {stream_name}_SNAPSHOTS: unchanged"]
+    assert all(re.fullmatch(r"  placement: 1 replica, not clustered \(server .{1,12}\)", line) for line in lines[1::2]), lines
 
 
 def test_setup_dry_run_changes_nothing(stream_name):
@@ -98,15 +103,52 @@ def test_status_json_has_server_and_stream_state(stream_name, nats_url):
     assert status["account"]["streams"] >= 2
 
 
-def test_status_table(stream_name, nats_url):
+def test_status_table_fits_100_columns_with_the_leader_shortened(stream_name, nats_url):
     store_events("order-1", 3)
     out, _ = run("eventstore_status")
     assert nats_url in out
-    header, *rows = out.splitlines()[3:]
-    assert header.split()[:5] == ["STREAM", "SUBJECTS", "MESSAGES", "BYTES", "ACTORS"]
-    assert rows[0].split()[0] == stream_name and rows[0].split()[2] == "3" and rows[0].split()[4] == "1"
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 100, out
+    header, events = lines[3:5]
+    assert header.split() == ["STREAM", "MESSAGES", "BYTES", "ACTORS", "SEQUENCES", "STORAGE", "REPLICAS", "LEADER"]
+    assert events.split()[:4] == [stream_name, "3", events.split()[2], "1"]
+    leader = get_store().server_summary().streams[0].cluster["leader"]  # the server's default name: a 56-character id
+    assert len(leader) == 56 and events.split()[-1] == leader[:9] + "..."
+    assert lines[7].split() == ["STREAM", "SUBJECTS", "CLUSTER", "FOLLOWERS"]
+    assert lines[8].split() == [stream_name, f"{stream_name.lower()}.events.>", "not", "clustered", "-"]
 
 
+@pytest.mark.slow
+@pytest.mark.without_nats
+def test_setup_and_status_show_the_replicas_and_their_placement_on_a_cluster(settings):
+    with NatsCluster(3, name="east") as cluster:
+        settings.EVENTSTORE = {"SERVERS": cluster.urls, "REPLICAS": 3, "TIMEOUT": 15.0}
+        try:
+            deadline = time.monotonic() + 30
+            while True:  # a cluster just started may not know all its peers yet
+                try:
+                    out, _ = run("eventstore_setup")
+                    break
+                except CommandError as e:
+                    assert "no suitable peers" in str(e) and time.monotonic() < deadline, e
+                    time.sleep(0.2)
+            placements = [line for line in out.splitlines() if line.startswith("  placement: ")]
+            assert len(placements) == 2
+            for line in placements:
+                assert re.fullmatch(r"  placement: 3 replicas, cluster east: leader n[123]; replicas: n[123] (current|lag [\d,]+|lagging), n[123] (current|lag [\d,]+|lagging)", line), line
+            store_events("order-1", 3)
+            status = json.loads(run("eventstore_status", "--format", "json")[0])
+            leader = status["streams"][0]["cluster"]["leader"]
+            table, _ = run("eventstore_status")
+            lines = table.splitlines()
+            assert max(len(line) for line in lines) <= 100, table
+            assert lines[4].split()[:4] + lines[4].split()[-2:] == ["EVENTSTORE", "3", lines[4].split()[2], "1", "3", leader]
+            assert lines[8].split()[:3] == ["EVENTSTORE", "es.events.>", "east"]
+            followers = " ".join(lines[8].split()[3:])
+            assert re.fullmatch(r"n[123] (current|lag [\d,]+|lagging), n[123] (current|lag [\d,]+|lagging)", followers), followers
+            assert leader not in followers
+        finally:
+            reset_store()
 def test_status_refuses_an_unknown_format():
     with pytest.raises(CommandError, match="invalid choice: 'xml'"):
         run("eventstore_status", "--format", "xml")
