@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,13 +12,14 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from django_eventstore import ActorSnapshot, Event, EventStoreUnavailable, get_store
+from django_eventstore import ActorSnapshot, Event, get_store
 from django_eventstore.management.base import to_json
 from django_eventstore.management.commands import eventstore_import
 from django_eventstore.testing import NatsServer
 
 from .conftest import publish_raw
 from .test_commands import run, store_events
+from .test_faults import _eventually
 
 T0 = datetime(2024, 2, 29, 23, 59, 59, 123456, tzinfo=UTC)
 
@@ -294,17 +294,6 @@ def test_a_conflict_on_the_first_line_written_says_nothing_was_stored():
     assert get_store().get_latest_version("order-1") == 0
 
 
-def when_reconnected(call, timeout: float = 15.0):
-    """call()'s result once the store has reconnected (it fails fast until then; reconnecting has no event to await)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call()
-        except EventStoreUnavailable:
-            assert time.monotonic() < deadline, "the store did not reconnect"
-            time.sleep(0.05)
-
-
 class NatsStopsAfterTheFirstChunk(eventstore_import.Command):
     """The import, with the test's nats-server stopped once the first chunk of events is stored."""
 
@@ -328,7 +317,7 @@ def test_nats_failing_mid_import_says_how_much_was_stored_and_the_last_line(sett
         assert "Stored before the failure: 1,000 events and 0 snapshots, the last from line 1000; importing the file again skips what is stored" in message
         assert "NATS" in message and "Traceback" not in message
         server.start()
-        assert when_reconnected(lambda: get_store().get_latest_version("order-1000")) == 1
+        assert _eventually(lambda: get_store().get_latest_version("order-1000"))  # once the store has reconnected == 1
         assert get_store().get_latest_version("order-1001") == 0
     finally:
         server.stop()
