@@ -1,5 +1,6 @@
 """The store next to the peers a Django team would pick, in one sitting: the eventsourcing library's
-recorder and Application layers on SQLite (a file) and PostgreSQL, and raw nats-py.
+recorder and Application layers on SQLite (a file) and PostgreSQL, its Application on this
+project's persistence module (es-app-jetstream), and raw nats-py.
 
     python bench/peers.py [--rounds 3] [--cases abcde]
 
@@ -41,7 +42,7 @@ N_A, N_B, BATCH, N_C, N_D, N_E, THREADS = 3000, 100, 100, 10_000, 1000, 1000, 4
 READ_ACTOR, OTHER_ACTOR = "read-1", "other-1"
 READ_UUID, OTHER_UUID = uuid.UUID(int=1), uuid.UUID(int=2)
 TOPIC = "bench:Happened"
-SYSTEMS = ["store", "raw", "es-recorder-sqlite", "es-recorder-pg", "es-app-sqlite", "es-app-pg"]
+SYSTEMS = ["store", "raw", "es-recorder-sqlite", "es-recorder-pg", "es-app-sqlite", "es-app-pg", "es-app-jetstream"]
 RAW_CASES = "abc"
 UNIT = {"a": "events/s", "b": "events/s", "c": "events/s", "d": "us/call", "e": "events/s"}
 
@@ -168,6 +169,13 @@ def raw_case(case: str, env: dict[str, str]) -> float:
 
 
 def es_env(system: str, env: dict[str, str]) -> dict[str, str]:
+    if system.endswith("jetstream"):  # the library on this project's persistence module
+        return {
+            "PERSISTENCE_MODULE": "django_eventstore.contrib.eventsourcing",
+            "EVENTSTORE_SERVERS": env["nats"],
+            "EVENTSTORE_STREAM": "PEERSES",
+            "EVENTSTORE_SUBJECT_PREFIX": "peerses",
+        }
     if system.endswith("sqlite"):
         return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": env["sqlite"], "SQLITE_LOCK_TIMEOUT": "30"}
     return {
@@ -242,12 +250,14 @@ def app_case(system: str, case: str, env: dict[str, str]) -> float | None:
             account = Account()
             for v in range(1, N_C):  # with "Opened": 10,000 events
                 account.happen(v)
-                if v % 1000 == 0:
+                if v % 500 == 0:
                     app.save(account)
             app.save(account)
             other = Account()
             for v in range(1, N_C):
                 other.happen(v)
+                if v % 500 == 0:
+                    app.save(other)
             app.save(other)
             Path(env["app_ids"] + system).write_text(str(account.id))
             return 0.0
