@@ -24,8 +24,10 @@ from typing import Any
 import nkeys
 import pytest
 import trustme
+from django.core.management import CommandError, call_command
+from django.test import Client
 
-from django_eventstore import Event, EventStoreUnavailable, get_store
+from django_eventstore import Event, EventStoreError, EventStoreUnavailable, StreamSetupError, get_store
 from django_eventstore.testing import NatsServer
 
 AUTHORIZATION = "authorization violation"
@@ -62,11 +64,13 @@ class Operator:
     key: nkeys.KeyPair = field(default_factory=lambda: new_key(nkeys.PREFIX_BYTE_OPERATOR))
     account: nkeys.KeyPair = field(default_factory=lambda: new_key(nkeys.PREFIX_BYTE_ACCOUNT))
     system: nkeys.KeyPair = field(default_factory=lambda: new_key(nkeys.PREFIX_BYTE_ACCOUNT))
+    jetstream: bool = True  # whether the account's JWT enables JetStream
 
     def server_config(self) -> str:
         """The server's config: trust the operator, accounts preloaded in a memory resolver."""
+        limits = {**UNLIMITED, **JETSTREAM} if self.jetstream else UNLIMITED
         accounts = {
-            self.account.public_key.decode(): nats_jwt(self.key, self.account, "app", {"type": "account", "limits": {**UNLIMITED, **JETSTREAM}}),
+            self.account.public_key.decode(): nats_jwt(self.key, self.account, "app", {"type": "account", "limits": limits}),
             self.system.public_key.decode(): nats_jwt(self.key, self.system, "SYS", {"type": "account", "limits": UNLIMITED}),
         }
         preload = "\n".join(f'  {public}: "{token}"' for public, token in accounts.items())
@@ -233,7 +237,10 @@ def test_a_save_and_a_read_work_and_no_secret_reaches_the_log(secured: tuple[Set
     assert_no_secret(caplog.text, setup, "log")
 
 
-def test_a_wrong_secret_says_what_failed_and_not_the_secret(secured: tuple[Setup, NatsServer], settings: Any, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.django_db
+def test_a_wrong_secret_says_what_failed_and_not_the_secret(
+    secured: tuple[Setup, NatsServer], settings: Any, caplog: pytest.LogCaptureFixture, admin_client: Client
+) -> None:
     setup, _ = secured
     caplog.set_level(logging.DEBUG)
     configure(settings, setup.wrong_servers, setup.wrong_options, timeout=1.5)
@@ -241,6 +248,25 @@ def test_a_wrong_secret_says_what_failed_and_not_the_secret(secured: tuple[Setup
         get_store().save_event(Event(actor_id="order-1", event_type="Placed", version=1))
     print(f"\n{error.value}")
     assert_no_secret(str(error.value), setup, "error message")
+    # the surfaces say it too (at once now: the store fails fast until NATS is back), without the secret
+    response = admin_client.get("/api/eventstore/actors/order-1/version/")
+    assert response.status_code == 503
+    assert_no_secret(response.content.decode(), setup, "API's answer")
+    with pytest.raises(CommandError, match=setup.failure) as command_error:
+        call_command("eventstore_status")
+    assert_no_secret(str(command_error.value), setup, "command's error")
     assert_no_secret(caplog.text, setup, "log")
     configure(settings, setup.servers, setup.options, timeout=3.0)
     assert get_store().get_latest_version("order-1") == 0  # nothing was stored
+
+
+@pytest.mark.xfail(strict=True, raises=EventStoreError, reason="bug: the store raises a plain EventStoreError here, while docs/deployment.md promises a StreamSetupError")
+def test_an_account_without_jetstream_is_a_setup_error_saying_so(settings: Any, tmp_path: Path) -> None:
+    operator = Operator(jetstream=False)
+    config = tmp_path / "server.conf"
+    config.write_text(operator.server_config())
+    path, _ = creds_file(tmp_path / "app.creds", operator.account)
+    with NatsServer(args=["-c", str(config)]) as server:
+        configure(settings, [server.url], {"user_credentials": str(path)}, timeout=3.0)
+        with pytest.raises(StreamSetupError, match="JetStream not enabled for account"):
+            get_store().save_event(Event(actor_id="order-1", event_type="Placed", version=1))
