@@ -30,6 +30,8 @@ from django.test import Client
 from django_eventstore import Event, EventStoreError, EventStoreUnavailable, StreamSetupError, get_store
 from django_eventstore.testing import NatsServer
 
+from .test_faults import _eventually  # call() once NATS is back
+
 AUTHORIZATION = "authorization violation"
 
 
@@ -205,17 +207,6 @@ def configure(settings: Any, servers: list[str], options: dict[str, Any], timeou
     settings.EVENTSTORE = {**settings.EVENTSTORE, "SERVERS": servers, "CONNECT_OPTIONS": options, "TIMEOUT": timeout}
 
 
-def eventually(call: Callable[[], Any], timeout: float = 15.0) -> Any:
-    """call()'s result once NATS is back (the store fails fast meanwhile)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return call()
-        except EventStoreUnavailable:
-            assert time.monotonic() < deadline, "the store did not come back"
-            time.sleep(0.05)
-
-
 def assert_no_secret(text: str, setup: Setup, where: str) -> None:
     for secret in setup.secrets:
         assert secret not in text, f"a secret ({secret[:4]}...) is in the {where}"
@@ -231,7 +222,7 @@ def test_a_save_and_a_read_work_and_no_secret_reaches_the_log(secured: tuple[Set
 
     server.stop()  # a restart: the disconnect, error and reconnect lines are written
     server.start()
-    second = eventually(lambda: store.save_event(Event(actor_id="order-1", event_type="Paid", version=2)))
+    second = _eventually(lambda: store.save_event(Event(actor_id="order-1", event_type="Paid", version=2)))
     assert [e.id for e in store.get_events("order-1")] == [first.id, second.id]
     assert "reconnected to NATS" in caplog.text  # the log lines under test were written
     assert_no_secret(caplog.text, setup, "log")
