@@ -169,10 +169,28 @@ def check_event(event: Event) -> None:
 
 
 def _json(obj: Any, what: str) -> bytes:
+    _check_keys(obj, what)
     try:
         return _dumps(obj).encode("utf-8")
     except (TypeError, ValueError) as e:
         raise InvalidEvent(f"{what} is not JSON serialisable: {e}") from None
+    except RecursionError:
+        raise InvalidEvent(f"{what} is nested too deeply to write as JSON") from None
+
+
+def _check_keys(obj: Any, what: str) -> None:
+    """Every dict key a string: JSON would turn 1, 1.5, True or None into a string, and reads would differ from writes."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if not isinstance(key, str):
+                    raise InvalidEvent(f"{what} has a key that is not a string ({key!r}): JSON would store it as a string")
+                if isinstance(value, (dict, list, tuple)):
+                    stack.append(value)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(v for v in item if isinstance(v, (dict, list, tuple)))
 
 
 def encode_event(event: Event) -> tuple[dict[str, str], bytes]:
@@ -199,6 +217,8 @@ def decode_event(actor_id: str, headers: Mapping[str, str] | None, body: bytes, 
         doc = _loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise Malformed(f"body is not JSON: {e}") from None
+    except RecursionError:
+        raise Malformed("body is nested too deeply to read as JSON") from None
     if type(doc) is not dict:
         raise Malformed("body is not a JSON object")
     try:
@@ -291,6 +311,8 @@ def decode_snapshot(actor_id: str, body: bytes) -> ActorSnapshot:
         )
     except (ValueError, KeyError, TypeError, InvalidEvent) as e:
         raise Malformed(f"snapshot is not well-formed: {e}") from None
+    except RecursionError:
+        raise Malformed("snapshot is nested too deeply to read as JSON") from None
 
 
 def summary(actor_id: str, latest_version: int, snapshot_version: int | None) -> ActorSummary:

@@ -217,7 +217,7 @@ class JetStreamBackend:
             if code == ERR_STREAM_NOT_FOUND:
                 return _MISSING if self.auto_setup else StreamSetupError(name, f"stream {name} does not exist")
             if code in (ERR_JETSTREAM_OFF, ERR_JETSTREAM_OFF_FOR_ACCOUNT):
-                return EventStoreError(f"{text}: the store needs JetStream (nats-server -js, or JetStream enabled for the account)")
+                return StreamSetupError(name, f"{text}: the store needs JetStream (nats-server -js, or JetStream enabled for the account)")
             return None  # e.g. "temporarily unavailable": wait
         config = info.get("config") or {}
         filters = config.get("subjects") or []
