@@ -251,7 +251,7 @@ def test_a_wrong_secret_says_what_failed_and_not_the_secret(
     assert get_store().get_latest_version("order-1") == 0  # nothing was stored
 
 
-@pytest.mark.xfail(strict=True, raises=EventStoreError, reason="bug: the store raises a plain EventStoreError here, while docs/deployment.md promises a StreamSetupError")
+@pytest.mark.xfail(strict=True, raises=EventStoreError, reason="bug: with AUTO_SETUP, JetStreamBackend._setup raises a plain EventStoreError ('cannot read stream'), not a StreamSetupError")
 def test_an_account_without_jetstream_is_a_setup_error_saying_so(settings: Any, tmp_path: Path) -> None:
     operator = Operator(jetstream=False)
     config = tmp_path / "server.conf"
