@@ -27,7 +27,7 @@ import trustme
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from django_eventstore import Event, EventStoreError, EventStoreUnavailable, StreamSetupError, get_store
+from django_eventstore import Event, EventStoreUnavailable, StreamSetupError, get_store
 from django_eventstore.testing import NatsServer
 
 from .test_faults import _eventually  # call() once NATS is back
@@ -251,7 +251,6 @@ def test_a_wrong_secret_says_what_failed_and_not_the_secret(
     assert get_store().get_latest_version("order-1") == 0  # nothing was stored
 
 
-@pytest.mark.xfail(strict=True, raises=EventStoreError, reason="bug: with AUTO_SETUP, JetStreamBackend._setup raises a plain EventStoreError ('cannot read stream'), not a StreamSetupError")
 def test_an_account_without_jetstream_is_a_setup_error_saying_so(settings: Any, tmp_path: Path) -> None:
     operator = Operator(jetstream=False)
     config = tmp_path / "server.conf"

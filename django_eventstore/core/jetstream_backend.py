@@ -213,11 +213,11 @@ class JetStreamBackend:
         except (NoResponders, NoAnswer):  # a leaderless stream (an election) answers nothing: wait
             return None
         if "error" in info:
-            code, text = _api_error(info)
+            code = _api_error(info)[0]
             if code == ERR_STREAM_NOT_FOUND:
                 return _MISSING if self.auto_setup else StreamSetupError(name, f"stream {name} does not exist")
             if code in (ERR_JETSTREAM_OFF, ERR_JETSTREAM_OFF_FOR_ACCOUNT):
-                return StreamSetupError(name, f"{text}: the store needs JetStream (nats-server -js, or JetStream enabled for the account)")
+                return self._stream_error(name, info)
             return None  # e.g. "temporarily unavailable": wait
         config = info.get("config") or {}
         filters = config.get("subjects") or []
@@ -423,9 +423,8 @@ class JetStreamBackend:
             name = config["name"]
             info = await self._api(conn, f"STREAM.INFO.{name}")
             if "error" in info:
-                code, text = _api_error(info)
-                if code != ERR_STREAM_NOT_FOUND:
-                    raise EventStoreError(f"cannot read stream {name}: {text}")
+                if _api_error(info)[0] != ERR_STREAM_NOT_FOUND:
+                    raise self._stream_error(name, info)
                 if not dry_run:
                     self._check_api(await self._api(conn, f"STREAM.CREATE.{name}", config), f"create stream {name}")
                 changes.append(StreamChange(name, "created", {k: (None, v) for k, v in config.items() if k != "name"}))
@@ -444,10 +443,12 @@ class JetStreamBackend:
 
     @staticmethod
     def _stream_error(name: str, resp: dict[str, Any]) -> EventStoreError:
-        """The error for a stream info request that failed: StreamSetupError when the stream does not exist."""
+        """The error for a stream info request that failed: StreamSetupError when the stream does not exist or JetStream is off."""
         code, text = _api_error(resp)
         if code == ERR_STREAM_NOT_FOUND:
             return StreamSetupError(name, f"stream {name} does not exist")
+        if code in (ERR_JETSTREAM_OFF, ERR_JETSTREAM_OFF_FOR_ACCOUNT):
+            return StreamSetupError(name, f"{text}: the store needs JetStream (nats-server -js, or JetStream enabled for the account)")
         return EventStoreError(f"cannot read stream {name}: {text}")
 
     @staticmethod
