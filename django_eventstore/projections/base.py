@@ -77,9 +77,9 @@ class Projection:
     def begin_batch(self) -> None:
         """Called at the start of each batch's transaction, before its first handler: reset what the handlers collect.
 
-        A batch's transaction may roll back and run again (a handler failed,
-        another runner moved the checkpoint), so whatever the handlers gather
-        for ``flush()`` must start empty here, not only after a flush.
+        A batch's transaction may roll back and run again (a handler failed:
+        the events before it are applied again, without it), so whatever the
+        handlers gather for ``flush()`` must start empty here, not only after a flush.
         """
 
     def flush(self) -> None:

@@ -14,6 +14,8 @@ from django_eventstore.management.base import StoreCommand
 from django_eventstore.projections import ProjectionError, get_projections, rebuild, states
 from django_eventstore.projections.runner import catch_up_projection, follow
 
+NO_PROJECTIONS = "no projections: define Projection subclasses in an installed app's projections.py"
+
 
 class Command(StoreCommand):
     help = (
@@ -39,7 +41,7 @@ class Command(StoreCommand):
             self._list(names or None, format)
             return
         if not projections:
-            raise CommandError("no projections: define Projection subclasses in an installed app's projections.py")
+            raise CommandError(NO_PROJECTIONS)
         stop = threading.Event()
         previous = {sig: signal.signal(sig, self._stopper(stop)) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -91,7 +93,7 @@ class Command(StoreCommand):
             return
         found = states(names, orphans=True)
         if not found:
-            raise CommandError("no projections: define Projection subclasses in an installed app's projections.py")
+            raise CommandError(NO_PROJECTIONS)
         rows = [
             (
                 s.name if s.in_code else f"{s.name} (not in code{'' if s.database == DEFAULT_DB_ALIAS else f', database {s.database!r}'})",
