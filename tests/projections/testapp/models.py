@@ -15,23 +15,21 @@ class Applied(models.Model):
         app_label = "projections_testapp"
 
 
-class Balance(models.Model):
-    """The ledger's read model: the sum of the amounts deposited per actor."""
+class Sums(models.Model):
+    """The sum of the amounts deposited per actor, and how many deposits."""
 
     actor_id = models.CharField(max_length=256, primary_key=True)
     total = models.BigIntegerField(default=0)
     events = models.IntegerField(default=0)
 
     class Meta:
+        abstract = True
         app_label = "projections_testapp"
 
 
-class BatchBalance(models.Model):
+class Balance(Sums):
+    """The ledger's read model."""
+
+
+class BatchBalance(Sums):
     """The batched ledger's read model: the same sums, written once per batch."""
-
-    actor_id = models.CharField(max_length=256, primary_key=True)
-    total = models.BigIntegerField(default=0)
-    events = models.IntegerField(default=0)
-
-    class Meta:
-        app_label = "projections_testapp"
