@@ -33,8 +33,44 @@ def actor_id_of(segment: str) -> str:
 
 
 def pretty_json(value: Any) -> str:
-    """Indented JSON for people (the template escapes it)."""
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    """Indented JSON for people (the template escapes it); on one line when nested too deeply to indent.
+
+    json.dumps recurses once or more per level: data the store accepted can be
+    too deep for it under a view's stack, so the fallback walks it without recursion.
+    """
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    except RecursionError:
+        return _one_line_json(value)
+
+
+class _Text(str):
+    """JSON text already made, among the values still to write."""
+
+
+def _one_line_json(value: Any) -> str:
+    """JSON on one line (keys sorted), built with a stack instead of recursion: any depth."""
+    out: list[str] = []
+    todo: list[Any] = [value]
+    while todo:
+        item = todo.pop()
+        if type(item) is _Text:
+            out.append(item)
+        elif isinstance(item, dict):
+            parts: list[Any] = [_Text("{")]
+            for i, key in enumerate(sorted(item, key=str)):
+                parts += [_Text((", " if i else "") + json.dumps(str(key), ensure_ascii=False) + ": "), item[key]]
+            todo += reversed([*parts, _Text("}")])
+        elif isinstance(item, (list, tuple)):
+            parts = [_Text("[")]
+            for i, element in enumerate(item):
+                if i:
+                    parts.append(_Text(", "))
+                parts.append(element)
+            todo += reversed([*parts, _Text("]")])
+        else:
+            out.append(json.dumps(item, ensure_ascii=False, default=str))
+    return "".join(out)
 
 
 def query_string(params: dict[str, Any], **changes: Any) -> str:

@@ -546,3 +546,14 @@ def test_a_store_error_page_keeps_the_servers_answer_for_the_log(rf, admin_user,
     html = response.content.decode()
     assert "$JS" not in html and "The server&#x27;s log has the details." in html
     assert "$JS.API.STREAM.INFO.ES answered 500" in caplog.text
+
+
+def test_data_too_deep_to_indent_is_shown_on_one_line(admin_client):
+    deep: object = []
+    for _ in range(900):  # the store accepts it; json's indenting encoder recurses a few frames per level
+        deep = [deep]
+    get_store().save_event(Event(actor_id="deep-1", event_type="Happened", version=1, data={"x": deep}))
+    response = admin_client.get(actor_url("deep-1"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "[" * 901 + "]" * 901 in html  # on one line: the C encoder manages what the store accepted

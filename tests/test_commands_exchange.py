@@ -345,13 +345,14 @@ def snapshot(state, actor_id: str = "user-1", version: int = 1) -> str:
         (raw_line('{"x": Infinity}'), "line 2: Infinity is not a JSON number"),
         (raw_line('{"x": [-Infinity]}'), "line 2: -Infinity is not a JSON number"),
         (raw_line('{"x": 1, "x": 2}'), "line 2: key 'x' appears twice in one object"),
+        (raw_line('{"x": 1e400}'), "line 2: event 'Made' of actor 'order-1' is not JSON serialisable: Out of range float values"),
         (line("order-1", 1, data={"blob": "x" * 2_000_000}), r"line 2: event 'Made' of actor 'order-1' is 20\d{5} bytes encoded, above the server's max_payload of 1048576 bytes"),
         (snapshot({"x": float("nan")}), "line 2: NaN is not a JSON number"),
         (snapshot({"blob": "x" * 2_000_000}), r"line 2: snapshot of actor 'user-1' is \d+ bytes encoded, above the server's max_payload"),
         (snapshot([1, 2]), "line 2: snapshot state must be a dict, got list"),
         (line("user-1", 2, "user-1-v1"), "line 2: event id 'user-1-v1' is also used on line 1"),
     ],
-    ids=["5000-digits", "100000-levels", "nan", "infinity", "minus-infinity", "duplicate-key", "2mb-event", "nan-state", "2mb-state", "list-state", "duplicate-id"],
+    ids=["5000-digits", "100000-levels", "nan", "infinity", "minus-infinity", "duplicate-key", "float-overflow", "2mb-event", "nan-state", "2mb-state", "list-state", "duplicate-id"],
 )
 def test_import_refuses_what_the_store_would_refuse_before_writing(bad, message):
     with pytest.raises(CommandError, match=message):
