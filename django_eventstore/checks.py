@@ -110,7 +110,7 @@ VALIDATORS: dict[str, tuple[int, _Validator, str | None]] = {
     "AUTO_SETUP": (10, _expect(lambda v: type(v) is bool, "True or False"), None),
     "CONNECT_OPTIONS": (11, _expect(lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v), "a dict of nats.connect() keyword arguments"), None),
     "VERSION_CACHE_SIZE": (12, _expect(lambda v: _is_int(v, 0), "an int >= 0"), "0 turns the cache off."),
-    "API_PERMISSION_CLASSES": (13, _permission_classes, 'For example ["rest_framework.permissions.IsAdminUser"].'),
+    "API_PERMISSION_CLASSES": (13, _permission_classes, 'For example ["django_eventstore.api.permissions.EventStorePermission"] (the default).'),
     "EMBEDDED_DIR": (
         14,
         _expect(lambda v: v is None or (isinstance(v, (str, os.PathLike)) and os.fspath(v) != ""), "None or a non-empty string or path"),

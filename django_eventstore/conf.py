@@ -21,7 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "AUTO_SETUP": True,
     "CONNECT_OPTIONS": {},
     "VERSION_CACHE_SIZE": 10_000,
-    "API_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "API_PERMISSION_CLASSES": ["django_eventstore.api.permissions.EventStorePermission"],
     "EMBEDDED_DIR": None,
 }
 

@@ -52,20 +52,9 @@ class PreconditionFailed(APIException):
         super().__init__(f"If-Match {header} does not match the actor's latest version, {etag(version)}.")
 
 
-DEFAULT_PERMISSION_CLASSES = ["django_eventstore.api.permissions.EventStorePermission"]
-
-
 def permission_classes() -> list[type[BasePermission]]:
-    """The classes named by ``API_PERMISSION_CLASSES`` (dotted paths or classes); EventStorePermission unless set.
-
-    The project's own setting is read here rather than the configuration's
-    default, which still names ``IsAdminUser`` (any staff user could read and
-    write).
-    """
-    project = getattr(settings, "EVENTSTORE", None)
-    configured = project.get("API_PERMISSION_CLASSES") if isinstance(project, dict) else None
-    names = DEFAULT_PERMISSION_CLASSES if configured is None else get_config()["API_PERMISSION_CLASSES"]
-    return [import_string(p) if isinstance(p, str) else p for p in names]
+    """The classes named by ``API_PERMISSION_CLASSES`` (dotted paths or classes); EventStorePermission by default."""
+    return [import_string(p) if isinstance(p, str) else p for p in get_config()["API_PERMISSION_CLASSES"]]
 
 
 # ----- ETags -----

@@ -137,6 +137,20 @@ class Engine:
 
     # ----- writing -----
 
+    def check_content(self, item: Event | ActorSnapshot) -> None:
+        """What saving the event or snapshot would raise for its content (InvalidEvent, EventTooLarge); no I/O.
+
+        A snapshot is sized with the largest position it could carry.
+        """
+        if isinstance(item, Event):
+            check_event(item)
+            headers, body = encode_event(item)
+            self._check_size(headers, body, f"event {item.event_type!r} of actor {item.actor_id!r}")
+        else:
+            check_snapshot(item)
+            headers, body = encode_snapshot(item, 2**64 - 1)
+            self._check_size(headers, body, f"snapshot of actor {item.actor_id!r}")
+
     def _check_size(self, headers: dict[str, str], body: bytes, what: str) -> None:
         size = len(body) + _header_size(headers) + PUBLISH_HEADROOM
         if size > self.backend.max_payload:

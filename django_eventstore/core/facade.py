@@ -67,6 +67,14 @@ class EventStore:
     async def asave_snapshot(self, snapshot: ActorSnapshot) -> ActorSnapshot:
         return await self._acall(self.engine.save_snapshot(snapshot))
 
+    def check(self, item: Event | ActorSnapshot) -> None:
+        """Raise what saving this event or snapshot would raise for its content (InvalidEvent, EventTooLarge), writing nothing.
+
+        No I/O: sizes are checked against the server's max_payload as last seen
+        (1 MiB until the store has connected). Versions are not checked.
+        """
+        self.engine.check_content(item)
+
     # --- reads of one actor ---
     def get_latest_version(self, actor_id: str) -> int:
         """The actor's latest version from the server (0 when it has none): one direct get."""

@@ -13,9 +13,8 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from django_eventstore import ActorSnapshot, Event, EventTooLarge, InvalidEvent
-from django_eventstore.core.engine import PUBLISH_HEADROOM
-from django_eventstore.core.events import check_event, check_snapshot, encode_event, encode_snapshot, parse_timestamp
+from django_eventstore import ActorSnapshot, Event
+from django_eventstore.core.events import check_event, check_snapshot, parse_timestamp
 from django_eventstore.management.base import to_json
 
 SNAPSHOT = "snapshot"
@@ -100,26 +99,6 @@ def parse_line(raw: bytes) -> Event | ActorSnapshot:
         check_snapshot(snapshot)
         return snapshot
     raise FormatError(f"unknown kind {kind!r}: expected {EVENT!r} or {SNAPSHOT!r}")
-
-
-def check_size(item: Event | ActorSnapshot, max_payload: int) -> None:
-    """EventTooLarge (or InvalidEvent) when the store would refuse to write the item: its message above max_payload.
-
-    The message is encoded as the store encodes it (a snapshot with the largest
-    position it could carry), its size counted as the store counts it.
-    """
-    try:
-        if isinstance(item, Event):
-            headers, body = encode_event(item)
-            what = f"event {item.event_type!r} of actor {item.actor_id!r}"
-        else:
-            headers, body = encode_snapshot(item, 2**64 - 1)
-            what = f"snapshot of actor {item.actor_id!r}"
-    except RecursionError:
-        raise InvalidEvent("nested too deeply to be encoded") from None
-    size = len(body) + 12 + sum(len(k) + len(v.encode()) + 4 for k, v in headers.items()) + PUBLISH_HEADROOM
-    if size > max_payload:
-        raise EventTooLarge(size, max_payload, what)
 
 
 def _check_fields(doc: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...]) -> None:

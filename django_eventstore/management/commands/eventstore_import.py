@@ -26,7 +26,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from django_eventstore import ActorSnapshot, Event, EventStoreError, SnapshotNotFound
 from django_eventstore.management.base import Progress, StoreCommand
-from django_eventstore.management.exchange import FormatError, check_size, parse_line
+from django_eventstore.management.exchange import FormatError, parse_line
 from django_eventstore.store import explain
 
 CHUNK = 1000  # events handed to one save_events call
@@ -150,7 +150,7 @@ class Command(StoreCommand):
         for number, item in self.lines(source, "checking"):
             actor = self.actor(plan, item.actor_id)  # type: ignore[arg-type]
             try:
-                check_size(item, self.max_payload())  # after actor(): connected, the server's limit is known
+                self.store.check(item)  # after actor(): connected, the server's max_payload is known
             except EventStoreError as e:
                 raise CommandError(f"line {number}: {e}") from e
             if isinstance(item, ActorSnapshot):
@@ -168,10 +168,6 @@ class Command(StoreCommand):
         for actor_id, actor in plan.actors.items():
             self.compare_stored(actor_id, actor.present)
         return plan
-
-    def max_payload(self) -> int:
-        """The largest message the store's server takes (the store checks writes against it)."""
-        return int(self.store.engine.backend.max_payload)
 
     def actor(self, plan: _Plan, actor_id: str) -> _Actor:
         actor = plan.actors.get(actor_id)
