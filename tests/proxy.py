@@ -40,10 +40,7 @@ class NatsProxy:
         with self._lock:
             conns, self._conns = self._conns, []
         for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            _shut(conn)
             conn.close()
 
     def close(self) -> None:
@@ -75,11 +72,7 @@ class NatsProxy:
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            _shut(src, dst)
 
     def _pump_server(self, src: socket.socket, dst: socket.socket) -> None:
         """Server to client, frame by frame, dropping one armed publish ack."""
@@ -99,11 +92,7 @@ class NatsProxy:
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            _shut(src, dst)
 
     @staticmethod
     def _next_frame(src: socket.socket, buf: bytes) -> tuple[bytes | None, bytes]:
@@ -139,3 +128,12 @@ class NatsProxy:
             return False
         payload = frame[frame.index(b"\r\n") + 2 :]
         return payload.startswith(b'{"stream":') and b'"seq":' in payload
+
+
+def _shut(*socks: socket.socket) -> None:
+    """Shut both directions of each socket down (the other pump then ends too); closed ones are fine."""
+    for sock in socks:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
