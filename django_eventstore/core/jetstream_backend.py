@@ -18,14 +18,14 @@ from typing import Any, Awaitable, Callable, TypeVar
 from nats.aio.msg import Msg
 
 from .backend import EVENTS, SNAPSHOTS, DuplicateBatch, PubAck, Publish, RawMsg, ServerSummary, StreamChange, StreamSummary, WrongLastSequence
-from .connection import STATUS, Connection, Health, NoAnswer, NoResponders, Unreachable, answered, connect, redact
+from .connection import API, STATUS, Connection, Health, NoAnswer, NoResponders, Unreachable, answered, connect, redact
 from .errors import EventStoreError, EventStoreUnavailable, EventTooLarge, StreamSetupError
 from .subjects import Subjects, subject_matches
 
 log = logging.getLogger("django_eventstore")
 T = TypeVar("T")
 
-API = "$JS.API"
+
 ERR_WRONG_LAST_MSG_ID = 10070  # Nats-Expected-Last-Msg-Id did not hold (save_events' chain)
 ERR_WRONG_LAST_SEQUENCE = 10071
 ERR_CLUSTERED_WRONG_LAST_SEQUENCE = 10164  # a clustered stream's answer while another proposal for the subject is in flight
