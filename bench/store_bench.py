@@ -13,8 +13,8 @@ import argparse
 import asyncio
 import json
 import statistics
-import threading
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
