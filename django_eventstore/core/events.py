@@ -18,7 +18,21 @@ H_VERSION = "Es-Version"
 H_EVENT_TYPE = "Es-Event-Type"
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-_loads = json.loads
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _loads(body: bytes) -> Any:
+    """json.loads of a UTF-8 body, about twice as fast for the store's own messages (no encoding sniffing).
+
+    Anything unusual (leading or trailing whitespace, another encoding, bad JSON) goes to json.loads,
+    so the result and the errors are json.loads' own.
+    """
+    try:
+        text = body.decode("utf-8")
+        doc, end = _raw_decode(text)
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError included
+        return json.loads(body)
+    return doc if end == len(text) else json.loads(body)
 
 
 def utcnow() -> datetime:
