@@ -219,31 +219,35 @@ class Aggregate:
     # --- optimistic concurrency ---
 
     @classmethod
-    def retry(cls: type[A], actor_id: str, command: Callable[[A], R], *, attempts: int = 3, store: EventStore | None = None) -> R:
+    def retry(cls: type[A], actor_id: str, command: Callable[[A], object], *, attempts: int = 3, store: EventStore | None = None) -> A:
         """Load the actor, run ``command(aggregate)``, save; on a version conflict reload and run it again.
 
-        Returns the command's result. Errors raised by the command (a refused
-        command) propagate at once; the last ``VersionConflictError`` after
-        ``attempts`` tries propagates too.
+        Returns the saved aggregate (its state and ``version`` after the save;
+        the command's own return value is ignored). Errors raised by the
+        command (a refused command) propagate at once; the last
+        ``VersionConflictError`` after ``attempts`` tries propagates too.
         """
         _check_attempts(attempts)
         while True:
             attempts -= 1
             aggregate = cls.load(actor_id, store)
-            result = command(aggregate)
+            command(aggregate)
             try:
                 aggregate.save()
             except VersionConflictError:
                 if not attempts:
                     raise
                 continue
-            return result
+            return aggregate
 
     @classmethod
     async def aretry(
         cls: type[A], actor_id: str, command: Callable[[A], R | Awaitable[R]], *, attempts: int = 3, store: EventStore | None = None
     ) -> R:
-        """Async ``retry``; ``command`` may be a plain function or a coroutine function."""
+        """Async ``retry``; ``command`` may be a plain function or a coroutine function.
+
+        Unlike ``retry`` it returns the command's result (kept for existing callers).
+        """
         _check_attempts(attempts)
         while True:
             attempts -= 1
