@@ -235,6 +235,47 @@ def test_events_after_the_latest_version_is_empty_not_an_error():
     assert json.loads(out) == []
 
 
+def test_events_with_a_limit_say_how_many_more_there_are():
+    store_events("order-7", 5)
+    out, err = run("eventstore_events", "order-7", "--format", "jsonl", "--limit", "2")
+    assert [json.loads(line)["version"] for line in out.splitlines()] == [1, 2]
+    assert "2 events shown, 3 more events up to version 5; use --from-version 2 to see them" in err
+    _, err = run("eventstore_events", "order-7", "--from-version", "3", "--limit", "1")
+    assert "1 event shown, 1 more event up to version 5; use --from-version 4" in err
+    _, err = run("eventstore_events", "order-7", "--from-version", "3", "--limit", "2")
+    assert err == ""
+
+
+def test_events_from_a_version_past_the_end_say_so():
+    store_events("order-7", 2)
+    out, err = run("eventstore_events", "order-7", "--from-version", "9")
+    assert out.splitlines()[1:] == []
+    assert "no events after version 9: actor 'order-7' is at version 2" in err
+
+
+def test_follow_says_it_waits_and_shows_new_events_without_polling():
+    """With a 30 s idle tick, a new event shows at once: the live feed wakes the command, not a timer."""
+    store_events("order-9", 1)
+    command, out, err = EventsCommand(), WatchedOutput(), WatchedOutput()
+    args = (command, "order-9", "--follow", "--format", "jsonl", "--poll-interval", "30")
+    thread = threading.Thread(target=call_command, args=args, kwargs={"stdout": out, "stderr": err})
+    thread.start()
+    try:
+        err.wait_until(lambda lines: len(lines) == 1)
+        started = time.monotonic()
+        store_events("order-9", 1, start=2)
+        lines = out.wait_until(lambda lines: len(lines) == 2)
+        shown_after = time.monotonic() - started
+    finally:
+        command.stop.set()
+        store_events("order-wake", 1)  # an event of the same type ends the wait at once
+        thread.join(10)
+    assert not thread.is_alive()
+    assert err.getvalue().splitlines() == ["waiting for new events of actor 'order-9' after version 1 (Ctrl-C to stop)"]
+    assert [json.loads(line)["version"] for line in lines] == [1, 2]
+    assert shown_after < 5
+
+
 def test_events_refuses_an_invalid_actor_id():
     with pytest.raises(CommandError, match="more than the 256 allowed"):
         run("eventstore_events", "x" * 300)

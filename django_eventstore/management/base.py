@@ -37,6 +37,11 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
+    """``count`` and the noun, singular for exactly 1: "1 actor", "2,000 actors"."""
+    return f"{count:,} {noun if count == 1 else plural_noun or noun + 's'}"
+
+
 def to_json(obj: Any, indent: int | None = None) -> str:
     """JSON as the store writes it: UTF-8 kept, no spaces unless indented."""
     separators = None if indent else (",", ":")

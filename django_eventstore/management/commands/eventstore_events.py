@@ -9,8 +9,8 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from django_eventstore import Event, MalformedMessage
-from django_eventstore.management.base import StoreCommand, int_at_least, to_json
-from django_eventstore.paging import read_pages
+from django_eventstore.core.subjects import actor_type
+from django_eventstore.management.base import StoreCommand, int_at_least, plural, to_json
 
 
 def positive_seconds(text: str) -> float:
@@ -39,7 +39,10 @@ class Command(StoreCommand):
         parser.add_argument("--from-version", type=int_at_least(0), default=0, help="only events after this version")
         parser.add_argument("--limit", type=int_at_least(1), help="at most this many events (before following)")
         parser.add_argument("--follow", action="store_true", help="keep printing events as they are stored, until Ctrl-C")
-        parser.add_argument("--poll-interval", type=positive_seconds, default=1.0, help="seconds between checks with --follow (default: %(default)s)")
+        parser.add_argument(
+            "--poll-interval", type=positive_seconds, default=1.0,
+            help="with --follow, at most this many seconds between checks for Ctrl-C while no event comes (default: %(default)s); new events show at once",
+        )
 
     def run(
         self, actor_id: str, *, from_version: int, limit: int | None, format: str, follow: bool, poll_interval: float, **options: Any
@@ -52,18 +55,38 @@ class Command(StoreCommand):
         if format == "json":
             self.report_malformed(result.errors)
             self.write_json([e.to_dict() for e in result.events])
+        else:
+            if format == "table":
+                self.write_row([name for name, _ in self.COLUMNS], self.style.MIGRATE_HEADING)
+            version, position = self.show(result.events, result.errors, format, from_version, 0)
+        if not follow:
+            self.say_what_is_left(actor_id, from_version, result.events, limit)
             return
-        if format == "table":
-            self.write_row([name for name, _ in self.COLUMNS], self.style.MIGRATE_HEADING)
-        version, position = self.show(result.events, result.errors, format, from_version, 0)
-        if follow:
-            self.note(f"following actor {actor_id!r} from version {version}; Ctrl-C to stop", 2)
-            try:
-                while not self.stop.wait(poll_interval):
-                    for page in read_pages(self.store, position, actor_id=actor_id):
-                        version, position = self.show(page.events, page.errors, format, version, page.position)
-            except KeyboardInterrupt:
-                self.note("stopped")
+        self.note(f"waiting for new events of actor {actor_id!r} after version {version} (Ctrl-C to stop)")
+        feed = self.store.subscribe(position, actor_types=[actor_type(actor_id)], idle_timeout=poll_interval)
+        try:
+            for batch in feed:  # the store's live feed: a batch as soon as events are stored, an empty one when idle
+                if self.stop.is_set():
+                    break
+                version, _ = self.show([e for e in batch.events if e.actor_id == actor_id], [], format, version, batch.position)
+        except KeyboardInterrupt:
+            self.note("stopped")
+        finally:
+            feed.close()
+
+    def say_what_is_left(self, actor_id: str, from_version: int, shown: list[Event], limit: int | None) -> None:
+        """On stderr: how many events --limit left out, or that --from-version is past the actor's last event."""
+        if shown and (limit is None or len(shown) < limit):
+            return
+        latest = self.store.get_latest_version(actor_id)
+        if not shown:
+            if latest:
+                self.note(f"no events after version {from_version}: actor {actor_id!r} is at version {latest}")
+            return
+        last = shown[-1].version or 0
+        if latest > last:
+            more = plural(latest - last, "more event")
+            self.note(f"{plural(len(shown), 'event')} shown, {more} up to version {latest}; use --from-version {last} to see them")
 
     def show(self, events: list[Event], errors: list[MalformedMessage], format: str, version: int, position: int) -> tuple[int, int]:
         """Write the events above ``version`` (and warn of malformed messages); the last version and position seen."""
