@@ -122,7 +122,8 @@ class ActorEventsQuery(serializers.Serializer):
 
 class EventFeedQuery(serializers.Serializer):
     after = BoundedIntegerField(min_value=0, default=0, help_text="Cursor: only events after this stream position.")
-    type = serializers.CharField(required=False, help_text="Only events of actors of this type.")
+    type = serializers.CharField(required=False, help_text="Only events of actors of this type (the actor id's part before its first `-`).")
+    event_type = serializers.CharField(required=False, help_text="Only events of this event type (exact match).")
     limit = _limit()
 
 

@@ -243,12 +243,40 @@ class ActorSnapshotView(ActorView):
 
 
 class EventFeedView(StoreView):
+    scan_limit = 20_000  # messages one request with ?event_type= reads at most before answering with a next link
+
     @document(operation_id="events_list", tags=TAGS, parameters=[s.EventFeedQuery], responses={200: s.EventPageSerializer, **ERRORS})
     def get(self, request: Request) -> Response:
         """Events of all actors in global (stream) order, after a position; malformed messages skipped."""
         q = _query(request, s.EventFeedQuery)
-        page = next(read_pages(self.store, q["after"], page_size=q["limit"], actor_type=q.get("type")), None)
-        if page is None:
-            return Response({"results": [], "next": None})
-        link = page.more and next_link(request, api_url(request, "event-list"), {"after": page.position, "type": q.get("type"), "limit": q["limit"]})
-        return Response({"results": [e.to_dict() for e in page.events], "next": link or None})
+        if q.get("event_type") is not None:
+            events, cursor = self._of_event_type(q)
+        else:
+            page = next(read_pages(self.store, q["after"], page_size=q["limit"], actor_type=q.get("type")), None)
+            events, cursor = (page.events, page.position if page.more else None) if page else ([], None)
+        params = {"after": cursor, "type": q.get("type"), "event_type": q.get("event_type"), "limit": q["limit"]}
+        link = cursor is not None and next_link(request, api_url(request, "event-list"), params)
+        return Response({"results": [e.to_dict() for e in events], "next": link or None})
+
+    def _of_event_type(self, q: dict[str, Any]) -> tuple[list[Event], int | None]:
+        """Up to ``limit`` events of one event type, scanning at most ``scan_limit`` messages; the cursor when more may follow.
+
+        The store filters by actor type only, so the event type is matched here;
+        the scan bound keeps a rare type from reading the whole stream in one
+        request: the page may then be short (even empty) with a ``next`` link.
+        """
+        found: list[Event] = []
+        scanned = 0
+        for page in read_pages(self.store, q["after"], actor_type=q.get("type")):
+            for event in page.events:
+                if event.event_type == q["event_type"]:
+                    found.append(event)
+                    if len(found) == q["limit"]:
+                        position = event.position or 0
+                        return found, position if page.more or position < page.position else None
+            scanned += len(page.events) + len(page.errors)
+            if not page.more:
+                return found, None
+            if scanned >= self.scan_limit:
+                return found, page.position
+        return found, None
