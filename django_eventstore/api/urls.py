@@ -11,6 +11,7 @@ from .schema import SchemaView
 app_name = "django_eventstore"
 
 urlpatterns = [
+    path("", views.APIRootView.as_view(), name="api-root"),
     path("actors/", views.ActorListView.as_view(), name="actor-list"),
     path("actors/<str:actor_id>/", views.ActorDetailView.as_view(), name="actor-detail"),
     path("actors/<str:actor_id>/events/", views.ActorEventsView.as_view(), name="actor-events"),

@@ -14,7 +14,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, Polymorphic
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import BasePermission
-from rest_framework.renderers import JSONRenderer
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -70,10 +70,10 @@ def _query(request: Request, serializer_class: type[serializers.Serializer]) -> 
 
 
 class StoreView(APIView):
-    """Base of the API views: JSON only, permissions from API_PERMISSION_CLASSES, store errors mapped."""
+    """Base of the API views: JSON (and DRF's browsable page for browsers), permissions from API_PERMISSION_CLASSES, store errors mapped."""
 
     schema: AutoSchema | None = AutoSchema()
-    renderer_classes = [JSONRenderer]
+    renderer_classes = [JSONRenderer, BrowsableAPIRenderer]
     parser_classes = [NestingJSONParser]
 
     def get_permissions(self) -> list[BasePermission]:
@@ -85,6 +85,17 @@ class StoreView(APIView):
     @property
     def store(self) -> EventStore:
         return get_store()
+
+
+ROOT_ROUTES = {"actors": "actor-list", "events": "event-list", "schema": "schema"}
+
+
+class APIRootView(StoreView):
+    schema = None  # a map of the API, not one of its resources
+
+    def get(self, request: Request) -> Response:
+        """The API's routes, as absolute URLs; an actor's routes hang below ``actors/<id>/``."""
+        return Response({key: request.build_absolute_uri(api_url(request, name)) for key, name in ROOT_ROUTES.items()})
 
 
 class ActorListView(StoreView):
