@@ -204,6 +204,17 @@ def test_actors_of_an_empty_store():
     assert json.loads(out) == [] and "0 of 0 actors" in err
 
 
+def test_counts_of_one_read_in_the_singular(tmp_path):
+    store_events("order-1", 1)
+    get_store().save_snapshot(ActorSnapshot(actor_id="order-1", version=1, state={}))
+    _, err = run("eventstore_actors")
+    assert "1 of 1 actor\n" in err
+    out, _ = run("eventstore_verify")
+    assert "no problems in 1 event of 1 actor and 1 snapshot" in out
+    _, err = run("eventstore_export", str(tmp_path / "one.jsonl"), "--snapshots")
+    assert "exported 1 event of 1 actor and 1 snapshot in" in err
+
+
 def test_actors_refuses_a_negative_limit():
     with pytest.raises(CommandError, match="expected an integer >= 0, got '-1'"):
         run("eventstore_actors", "--limit", "-1")

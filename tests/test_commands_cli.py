@@ -59,12 +59,12 @@ def test_unknown_actor_exits_1(tmp_path, eventstore_settings):
 def test_verify_exit_status(tmp_path, eventstore_settings, nats_url):
     store_events("order-1", 2)
     clean = cli(tmp_path, eventstore_settings, "eventstore_verify")
-    assert (clean.returncode, clean.stdout) == (0, "no problems in 2 events of 1 actors and 0 snapshots\n")
+    assert (clean.returncode, clean.stdout) == (0, "no problems in 2 events of 1 actor and 0 snapshots\n")
     position = publish_raw(nats_url, subject("order-1"), b"\x00\x01")
     found = cli(tmp_path, eventstore_settings, "eventstore_verify")
     assert found.returncode == 1
     assert found.stdout.startswith(f"position {position}  subject {subject('order-1')}: malformed message: body is not JSON")
-    assert found.stderr == "CommandError: found 1 problems in 2 events of 1 actors and 0 snapshots\n"
+    assert found.stderr == "CommandError: found 1 problem in 2 events of 1 actor and 0 snapshots\n"
 
 
 def test_export_pipes_into_import(tmp_path, eventstore_settings):
@@ -74,7 +74,7 @@ def test_export_pipes_into_import(tmp_path, eventstore_settings):
     target = {**eventstore_settings, "STREAM": eventstore_settings["STREAM"] + "_COPY", "SUBJECT_PREFIX": eventstore_settings["SUBJECT_PREFIX"] + "copy"}
     imported = cli(tmp_path, target, "eventstore_import", "-", stdin=exported.stdout)
     assert imported.returncode == 0, imported.stderr
-    assert imported.stdout.startswith("imported 3 events of 1 actors")
+    assert imported.stdout.startswith("imported 3 events of 1 actor")
     again = cli(tmp_path, target, "eventstore_export", "-")
     assert again.stdout == exported.stdout  # the same lines, positions included: both streams started empty
 

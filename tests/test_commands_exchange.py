@@ -167,7 +167,7 @@ def test_export_then_import_reproduces_10000_events_over_1000_actors(settings, e
     use_new_stream(settings, eventstore_settings)
     assert last_position() == 0
     out, _ = run("eventstore_import", str(target))
-    assert out.strip() == "imported 10,000 events of 1,000 actors and 1 snapshots (0 events and 0 snapshots were already stored)"
+    assert out.strip() == "imported 10,000 events of 1,000 actors and 1 snapshot (0 events and 0 snapshots were already stored)"
 
     copied = read_everything()
     assert len(copied) == 10_000
@@ -179,7 +179,7 @@ def test_export_then_import_reproduces_10000_events_over_1000_actors(settings, e
     assert get_store().get_latest_snapshot("order-0").state == {"s": "☃"}
 
     out, _ = run("eventstore_import", str(target))
-    assert out.strip() == "imported 0 events of 1,000 actors and 0 snapshots (10,000 events and 1 snapshots were already stored)"
+    assert out.strip() == "imported 0 events of 1,000 actors and 0 snapshots (10,000 events and 1 snapshot were already stored)"
     assert last_position() == 10_000
 
 
@@ -200,13 +200,13 @@ def test_import_completes_an_actor_partly_stored():
     store = get_store()
     store.append("order-1", [Event(id="order-1-v1", event_type="Made", data={"v": 1}), Event(id="order-1-v2", event_type="Made", data={"v": 2})], 0)
     out = import_lines(*(line("order-1", v) for v in range(1, 5)))
-    assert "imported 2 events of 1 actors and 0 snapshots (2 events" in out
+    assert "imported 2 events of 1 actor and 0 snapshots (2 events" in out
     assert [e.id for e in store.get_events("order-1")] == ["order-1-v1", "order-1-v2", "order-1-v3", "order-1-v4"]
 
 
 def test_import_dry_run_writes_nothing():
     out = import_lines(line("order-1", 1), line("order-1", 2), dry_run=True)
-    assert out.strip() == "would import 2 events of 1 actors (0 already stored) and up to 0 snapshots"
+    assert out.strip() == "would import 2 events of 1 actor (0 already stored) and up to 0 snapshots"
     assert get_store().get_latest_version("order-1") == 0
 
 
@@ -281,7 +281,7 @@ def import_with(command, *lines: str) -> str:
 
 
 def test_a_conflict_while_writing_names_its_line_and_says_what_was_stored():
-    with pytest.raises(CommandError, match=r"line 2: version conflict on actor 'order-2'.*\. Stored before the failure: 1 events and 0 snapshots, the last from line 1; importing the file again"):
+    with pytest.raises(CommandError, match=r"line 2: version conflict on actor 'order-2'.*\. Stored before the failure: 1 event and 0 snapshots, the last from line 1; importing the file again"):
         import_with(AnotherWriterBetweenThePasses(), line("order-1", 1), line("order-2", 1), line("order-3", 1))
     assert get_store().get_latest_version("order-1") == 1
     assert get_store().get_latest_version("order-3") == 0
@@ -375,8 +375,8 @@ def test_import_of_a_missing_file_is_an_error(tmp_path):
 def test_import_snapshots_once_and_never_over_a_newer_one():
     snap = to_json({"kind": "snapshot", "actor_id": "order-1", "version": 1, "state": {"a": 1}, "timestamp": "2025-01-01T00:00:00Z"})
     lines = [line("order-1", 1), line("order-1", 2), snap]
-    assert "and 1 snapshots (0 events and 0 snapshots" in import_lines(*lines)
-    assert "and 0 snapshots (2 events and 1 snapshots" in import_lines(*lines)
+    assert "and 1 snapshot (0 events and 0 snapshots" in import_lines(*lines)
+    assert "and 0 snapshots (2 events and 1 snapshot" in import_lines(*lines)
     get_store().save_snapshot(ActorSnapshot(actor_id="order-1", version=2, state={"a": 2}))
     import_lines(*lines)
     assert get_store().get_latest_snapshot("order-1").version == 2

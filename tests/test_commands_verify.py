@@ -48,7 +48,7 @@ def test_clean_stream_has_no_problems():
     store_events("order-1", 3)
     store_events("user-1", 2)
     get_store().save_snapshot(ActorSnapshot(actor_id="order-1", version=3, state={}))
-    assert verify() == ("no problems in 5 events of 2 actors and 1 snapshots\n", 0)
+    assert verify() == ("no problems in 5 events of 2 actors and 1 snapshot\n", 0)
 
 
 def test_empty_stream_has_no_problems():
@@ -60,7 +60,7 @@ def test_finds_a_raw_malformed_message(nats_url):
     position = publish_raw(nats_url, subject("order-1"), b"{broken")
     out = find_problems()
     assert f"position {position}  subject {subject('order-1')}: malformed message: body is not JSON" in out
-    assert "found 1 problems in 2 events of 1 actors" in out
+    assert "found 1 problem in 2 events of 1 actor" in out
 
 
 def test_finds_a_header_body_mismatch(nats_url):
@@ -112,7 +112,7 @@ def test_finds_a_snapshot_of_an_actor_without_events(nats_url):
     publish_snapshot(nats_url, "order-7", 3)
     out = find_problems()
     assert "actor 'order-7': snapshot at version 3, but the actor has no events" in out
-    assert "in 1 events of 1 actors and 1 snapshots" in out
+    assert "in 1 event of 1 actor and 1 snapshot" in out
     assert "actor 'order-7': snapshot at version 3" in find_problems("--actor", "order-7")
     assert verify("--type", "user")[1] == 0  # another type's snapshots are not looked at
 
@@ -122,7 +122,7 @@ def test_type_and_actor_filters(nats_url):
     store_events("order-2", 2)
     publish_raw(nats_url, subject("user-1"), b"junk")
     assert verify("--type", "order")[1] == 0
-    assert verify("--actor", "order-2") == ("no problems in 2 events of 1 actors and 0 snapshots\n", 0)
+    assert verify("--actor", "order-2") == ("no problems in 2 events of 1 actor and 0 snapshots\n", 0)
     assert "user.user-1: malformed message" in find_problems("--type", "user")
 
 
@@ -154,7 +154,7 @@ def test_json_format_on_a_clean_stream_is_an_empty_list():
     store_events("order-1", 2)
     problems, err, status = verify_json()
     assert (problems, status) == ([], 0)
-    assert "no problems in 2 events of 1 actors and 0 snapshots" in err
+    assert "no problems in 2 events of 1 actor and 0 snapshots" in err
 
 
 def test_json_format_lists_every_kind_of_problem(nats_url):
@@ -165,7 +165,7 @@ def test_json_format_lists_every_kind_of_problem(nats_url):
     publish_snapshot(nats_url, "order-1", 9)
     problems, err, status = verify_json()
     assert status == 1
-    assert "found 4 problems in 4 events of 1 actors and 1 snapshots" in err
+    assert "found 4 problems in 4 events of 1 actor and 1 snapshot" in err
     assert problems[0]["detail"].startswith("malformed message: body is not JSON")
     assert problems == [
         {"kind": "malformed_message", "position": malformed, "actor_id": None, "subject": subject("order-1"), "detail": problems[0]["detail"]},

@@ -9,7 +9,7 @@ from django.core.management.base import CommandParser
 
 from django_eventstore import ActorSummary
 from django_eventstore.core.limits import DEFAULT_PAGE, MAX_PAGE
-from django_eventstore.management.base import StoreCommand, int_at_least
+from django_eventstore.management.base import StoreCommand, int_at_least, plural
 
 
 class Command(StoreCommand):
@@ -32,7 +32,7 @@ class Command(StoreCommand):
                 [(a.actor_id, a.actor_type, a.latest_version, a.snapshot_version) for a in actors],
             )
         more = f"; use --limit {total} (or 0) to see all" if len(actors) < total else ""
-        self.note(f"{len(actors):,} of {total:,} actors{more}")
+        self.note(f"{len(actors):,} of {plural(total, 'actor')}{more}")
 
     def fetch(self, actor_type: str | None, prefix: str | None, limit: int) -> tuple[list[ActorSummary], int]:
         """Up to ``limit`` actors (all when 0), paging through the store, and how many match."""

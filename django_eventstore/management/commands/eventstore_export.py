@@ -12,7 +12,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from django_eventstore import SnapshotNotFound
 from django_eventstore.core.limits import MAX_PAGE
-from django_eventstore.management.base import Progress, StoreCommand
+from django_eventstore.management.base import Progress, StoreCommand, plural
 from django_eventstore.management.exchange import event_line, snapshot_line
 from django_eventstore.paging import read_pages
 
@@ -40,8 +40,8 @@ class Command(StoreCommand):
                 raise CommandError(f"actor {actor_id!r} has no events (list the actors with manage.py eventstore_actors)")
             saved = self.export_snapshots(write, latest) if snapshots else 0
         seconds = time.monotonic() - started
-        with_snapshots = f" and {saved:,} snapshots" if snapshots else ""
-        self.note(f"exported {self.events:,} events of {len(latest):,} actors{with_snapshots} in {seconds:.1f}s")
+        with_snapshots = f" and {plural(saved, 'snapshot')}" if snapshots else ""
+        self.note(f"exported {plural(self.events, 'event')} of {plural(len(latest), 'actor')}{with_snapshots} in {seconds:.1f}s")
 
     @contextlib.contextmanager
     def open_target(self, file: str) -> Iterator[Write]:

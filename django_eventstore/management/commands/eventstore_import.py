@@ -25,7 +25,7 @@ from typing import IO, Any, Iterator
 from django.core.management.base import CommandError, CommandParser
 
 from django_eventstore import ActorSnapshot, Event, EventStoreError, SnapshotNotFound
-from django_eventstore.management.base import Progress, StoreCommand
+from django_eventstore.management.base import Progress, StoreCommand, plural
 from django_eventstore.management.exchange import FormatError, parse_line
 from django_eventstore.store import explain
 
@@ -61,7 +61,7 @@ class _Written:
         if not (self.events or self.snapshots):
             return "Nothing of this file was stored."
         return (
-            f"Stored before the failure: {self.events:,} events and {self.snapshots:,} snapshots, the last from line {self.last_line}; "
+            f"Stored before the failure: {plural(self.events, 'event')} and {plural(self.snapshots, 'snapshot')}, the last from line {self.last_line}; "
             "importing the file again skips what is stored and stores the rest."
         )
 
@@ -85,8 +85,8 @@ class Command(StoreCommand):
             present = sum(len(a.present) for a in plan.actors.values())
             if dry_run:
                 self.stdout.write(
-                    f"would import {plan.new_events:,} events of {len(plan.actors):,} actors "
-                    f"({present:,} already stored) and up to {plan.snapshots:,} snapshots"
+                    f"would import {plural(plan.new_events, 'event')} of {plural(len(plan.actors), 'actor')} "
+                    f"({present:,} already stored) and up to {plural(plan.snapshots, 'snapshot')}"
                 )
                 return
             source.seek(0)
@@ -99,8 +99,8 @@ class Command(StoreCommand):
                 raise CommandError(f"{_sentence(e)} {written}") from e
             events, snapshots = written.events, written.snapshots
         self.stdout.write(
-            f"imported {events:,} events of {len(plan.actors):,} actors and {snapshots:,} snapshots "
-            f"({present:,} events and {plan.snapshots - snapshots:,} snapshots were already stored)",
+            f"imported {plural(events, 'event')} of {plural(len(plan.actors), 'actor')} and {plural(snapshots, 'snapshot')} "
+            f"({plural(present, 'event')} and {plural(plan.snapshots - snapshots, 'snapshot')} were already stored)",
             style_func=self.style.SUCCESS,
         )
 

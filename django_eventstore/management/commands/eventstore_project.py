@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
-from django_eventstore.management.base import StoreCommand
+from django_eventstore.management.base import StoreCommand, plural
 from django_eventstore.projections import ProjectionError, get_projections, rebuild, states
 from django_eventstore.projections.runner import catch_up_projection, follow
 
@@ -50,7 +50,7 @@ class Command(StoreCommand):
             if once:
                 self._once(projections, stop)
             else:
-                self.note(f"Following {len(projections)} projection(s): {', '.join(projections)}. Stop with Ctrl-C.")
+                self.note(f"Following {plural(len(projections), 'projection')}: {', '.join(projections)}. Stop with Ctrl-C.")
                 follow([*projections], stop)
                 self.note("Stopped.")
         finally:

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from django_eventstore.core.limits import MAX_PAGE
-from django_eventstore.management.base import Progress, StoreCommand
+from django_eventstore.management.base import Progress, StoreCommand, plural
 from django_eventstore.paging import read_pages
 
 
@@ -32,11 +32,11 @@ class Command(StoreCommand):
         snapshots = self.check_snapshots(latest, actor_type, actor_id)
         if actor_id is not None and not latest and not self.problems:
             raise CommandError(f"actor {actor_id!r} has no events (list the actors with manage.py eventstore_actors)")
-        checked = f"{self.events:,} events of {len(latest):,} actors and {snapshots:,} snapshots"
+        checked = f"{plural(self.events, 'event')} of {plural(len(latest), 'actor')} and {plural(snapshots, 'snapshot')}"
         if format == "json":
             self.write_json(self.problems)
         if self.problems:
-            raise CommandError(f"found {len(self.problems):,} problems in {checked}", returncode=1)
+            raise CommandError(f"found {plural(len(self.problems), 'problem')} in {checked}", returncode=1)
         if format == "json":
             self.note(f"no problems in {checked}")
         else:
