@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -130,6 +132,21 @@ def test_export_of_an_unknown_actor_is_an_error(tmp_path):
     with pytest.raises(CommandError, match="actor 'order-2' has no events"):
         run("eventstore_export", str(tmp_path / "x.jsonl"), "--actor", "order-2")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_files_get_the_users_umask_and_keep_a_replaced_files_mode(tmp_path):
+    store_events("order-1", 1)
+    old = os.umask(0o027)
+    try:
+        run("eventstore_export", str(tmp_path / "new.jsonl"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new.jsonl").stat().st_mode) == 0o640
+    existing = tmp_path / "existing.jsonl"
+    existing.write_text("")
+    existing.chmod(0o604)
+    run("eventstore_export", str(existing))
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o604 and existing.read_text().count("\n") == 1
 
 
 def test_export_into_a_missing_directory_is_an_error(tmp_path):

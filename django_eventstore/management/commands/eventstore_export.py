@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 import time
 from typing import Any, Callable, Iterator
@@ -55,6 +56,7 @@ class Command(StoreCommand):
         except OSError as e:
             raise CommandError(f"cannot write {file}: {e.strerror}") from e
         try:
+            os.chmod(fd, _mode_for(file))  # mkstemp makes it 0600; the file gets the mode a plain open() would
             with open(fd, "w", encoding="utf-8", newline="\n") as out:
                 yield out.write
             os.replace(partial, file)
@@ -98,3 +100,25 @@ class Command(StoreCommand):
                 write(snapshot_line(snapshot) + "\n")
                 written += 1
         return written
+
+
+def _mode_for(file: str) -> int:
+    """The mode of the file being replaced, else 0666 less the user's umask (as open() and shell redirections do)."""
+    try:
+        return stat.S_IMODE(os.stat(file).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (setting it briefly would affect other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
