@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from django_eventstore import ActorSnapshot, Event, get_store
-from django_eventstore.management.base import to_json
+from django_eventstore.management.base import Progress, to_json
 from django_eventstore.management.commands import eventstore_import
 from django_eventstore.testing import NatsServer
 
@@ -168,6 +168,33 @@ def test_export_progress_bar_at_verbosity_2():
     store_events("order-1", 3)
     _, err = run("eventstore_export", "-", verbosity=2)
     assert "exporting [" in err and "100% 3" in err
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_export_progress_is_one_line_per_step_in_a_file_and_redrawn_on_a_terminal():
+    store_events("order-1", 3)
+    _, err = run("eventstore_export", "-", verbosity=2)
+    assert "\r" not in err
+    assert [line.split()[0] for line in err.splitlines()] == ["exporting", "exported"]
+    assert err.splitlines()[0].endswith("100% 3")
+    terminal = Terminal()
+    call_command("eventstore_export", "-", stdout=io.StringIO(), stderr=terminal)
+    assert terminal.getvalue().startswith("\rexporting [") and "100% 3\n" in terminal.getvalue()
+
+
+def test_progress_in_a_file_writes_a_line_per_tenth():
+    err = io.StringIO()
+    command = eventstore_import.Command(stdout=io.StringIO(), stderr=err)
+    command.verbosity = 2
+    progress = Progress(command, 1000, "importing")
+    for done in range(0, 1001, 25):
+        progress.update(done, done)
+    progress.finish(1000)
+    assert [line.split()[-2] for line in err.getvalue().splitlines()] == [f"{p}%" for p in range(10, 101, 10)]
 
 
 # ----- round trip -----

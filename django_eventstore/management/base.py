@@ -105,7 +105,11 @@ class StoreCommand(BaseCommand):
 
 
 class Progress:
-    """A progress bar on stderr (a terminal, or verbosity 2 and up), redrawn at most every 0.2 s."""
+    """Progress on stderr (a terminal, or verbosity 2 and up).
+
+    On a terminal, a bar redrawn in place (``\\r``) at most every 0.2 s; in a file or a pipe, where
+    redraws would pile up on one line, a line per tenth of the way and one at the end.
+    """
 
     WIDTH = 30
 
@@ -113,21 +117,33 @@ class Progress:
         self.out = command.stderr
         self.total = max(total, 1)
         self.label = label
-        self.enabled = command.verbosity >= 2 or (command.verbosity >= 1 and command.stderr.isatty())
+        self.tty = command.stderr.isatty()
+        self.enabled = command.verbosity >= 2 or (command.verbosity >= 1 and self.tty)
         self._drawn = 0.0
+        self._tenths = 0  # in a file: the tenths of the way already written
 
     def update(self, position: int, count: int, force: bool = False) -> None:
         """Show how far the scan is (``position`` of ``total``) and how many items it produced."""
-        now = time.monotonic()
-        if not self.enabled or (not force and now - self._drawn < 0.2):
+        if not self.enabled:
             return
-        self._drawn = now
         fraction = min(position / self.total, 1.0)
+        if self.tty:
+            now = time.monotonic()
+            if not force and now - self._drawn < 0.2:
+                return
+            self._drawn = now
+            self.out.write(f"\r{self.line(fraction, count)}", ending="")
+            self.out.flush()
+        elif force or (fraction < 1 and int(fraction * 10) > self._tenths):  # 100% is written once, by finish()
+            self._tenths = int(fraction * 10)
+            self.out.write(self.line(fraction, count))
+
+    def line(self, fraction: float, count: int) -> str:
         bar = "#" * int(fraction * self.WIDTH)
-        self.out.write(f"\r{self.label} [{bar.ljust(self.WIDTH)}] {fraction:4.0%} {count:,}", ending="")
-        self.out.flush()
+        return f"{self.label} [{bar.ljust(self.WIDTH)}] {fraction:4.0%} {count:,}"
 
     def finish(self, count: int) -> None:
         if self.enabled:
             self.update(self.total, count, force=True)
-            self.out.write("")
+            if self.tty:
+                self.out.write("")
