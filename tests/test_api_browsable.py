@@ -65,6 +65,7 @@ def test_the_root_lists_the_routes_as_absolute_urls(admin_client: Client, order:
         "actors": "http://testserver/api/eventstore/actors/",
         "events": "http://testserver/api/eventstore/events/",
         "schema": "http://testserver/api/eventstore/schema/",
+        "docs": "http://testserver/api/eventstore/docs/",
     }
     for url in body.values():
         assert admin_client.get(url).status_code == 200

@@ -6,6 +6,7 @@ An actor's routes take its id as one path segment, encoded as ``actor_urls`` say
 from django.urls import path
 
 from . import views
+from .docs import DocsView, docs_asset
 from .schema import SchemaView
 
 app_name = "django_eventstore"
@@ -19,4 +20,6 @@ urlpatterns = [
     path("actors/<str:actor_id>/snapshot/", views.ActorSnapshotView.as_view(), name="actor-snapshot"),
     path("events/", views.EventFeedView.as_view(), name="event-list"),
     path("schema/", SchemaView.as_view(), name="schema"),
+    path("docs/", DocsView.as_view(), name="docs"),
+    path("docs/<str:name>", docs_asset, name="docs-asset"),
 ]

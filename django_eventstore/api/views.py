@@ -87,7 +87,7 @@ class StoreView(APIView):
         return get_store()
 
 
-ROOT_ROUTES = {"actors": "actor-list", "events": "event-list", "schema": "schema"}
+ROOT_ROUTES = {"actors": "actor-list", "events": "event-list", "schema": "schema", "docs": "docs"}
 
 
 class APIRootView(StoreView):
