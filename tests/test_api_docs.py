@@ -78,3 +78,21 @@ def test_swagger_ui_renders_the_schema_and_tries_a_request(admin_user: User, bro
     page.get_by_role("button", name="Execute").click()
     expect(page.locator("#operations-eventstore-events_list .live-responses-table tbody .response-col_status").first).to_contain_text("200")
     assert external == []
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_logged_in_user_writes_from_swagger_ui_with_the_csrf_token(admin_user: User, browser: Browser, live_server) -> None:
+    page = browser.new_page()
+    page.goto(f"{live_server.url}/admin/login/?next={API}docs/%23/eventstore/actor_events_create")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "secret-pw")
+    page.click("input[type=submit]")
+    operation = page.locator("#operations-eventstore-actor_events_create")
+    expect(operation.locator(".opblock-body")).to_be_visible()
+    operation.get_by_role("button", name="Try it out").click()
+    operation.locator("input[placeholder=actor_id]").fill("order-1")
+    operation.locator("textarea.body-param__text").fill('{"event_type": "Paid", "version": 2, "data": {"by": "swagger"}}')
+    operation.get_by_role("button", name="Execute").click()
+    expect(operation.locator(".live-responses-table tbody .response-col_status").first).to_contain_text("201")
+    assert [(e.event_type, e.data) for e in get_store().get_events("order-1", 1)] == [("Paid", {"by": "swagger"})]
