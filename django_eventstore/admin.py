@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
 from . import (
@@ -103,7 +104,13 @@ class ActorAdmin(admin.ModelAdmin):
             actor_id = pages.actor_id_of(token)
             return {"page": pages.actor_page(get_store(), actor_id, request.GET), "title": f"Actor {actor_id}"}
 
-        return self._render(request, "actor.html", "Actor", build)
+        try:
+            return self._render(request, "actor.html", "Actor", build)
+        except pages.NoSuchActor as e:
+            # As the admin does for a missing object: back to the list, with its own (translated) message.
+            message = _("%(name)s with ID “%(key)s” doesn’t exist. Perhaps it was deleted?")
+            messages.warning(request, message % {"name": self.opts.verbose_name, "key": e.actor_id})
+            return HttpResponseRedirect(self._url("changelist"))
 
     def overview_view(self, request: HttpRequest) -> HttpResponse:
         return self._render(request, "overview.html", "Stream overview", lambda: pages.stream_rows(get_store()))

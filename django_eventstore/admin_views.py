@@ -97,10 +97,30 @@ def positive_int(params: QueryDict, name: str) -> int | None:
 # ----- the actor list -----
 
 
+NO_TYPE = "_"  # the actor type of ids without "-" (or starting with one)
+
+
+def type_label(actor_type: str) -> str:
+    """An actor type as people read it: the ``_`` of ids without ``-`` is "(no type)"."""
+    return "(no type)" if actor_type == NO_TYPE else actor_type
+
+
+class NoSuchActor(Http404):
+    """The actor has no events (the admin sends people back to the list with a message)."""
+
+    def __init__(self, actor_id: str) -> None:
+        super().__init__(f"actor {actor_id!r} has no events")
+        self.actor_id = actor_id
+
+
 @dataclass
 class ActorRow:
     actor: ActorSummary
     url: str
+
+    @property
+    def type_label(self) -> str:
+        return type_label(self.actor.actor_type)
 
 
 @dataclass
@@ -141,7 +161,7 @@ def actor_list(store: EventStore, params: QueryDict, actor_url: Callable[[str], 
     if actor_type:
         types.add(actor_type)
     choices = [Choice("All", query_string(kept, type=None), not actor_type)]
-    choices += [Choice(t, query_string(kept, type=t), t == actor_type) for t in sorted(types)]
+    choices += [Choice(type_label(t), query_string(kept, type=t), t == actor_type) for t in sorted(types)]
     return ActorList(
         rows=[ActorRow(a, actor_url(actor_segment(a.actor_id))) for a in listing.actors],
         total=listing.total,
@@ -230,6 +250,7 @@ class ActorView:
     newest_first: bool
     from_version: int | None
     links: dict[str, str]  # "oldest", "older", "newer", "newest", "flip"
+    notice: str = ""  # what the page shows instead of what was asked for
 
     @property
     def snapshot_json(self) -> str:
@@ -261,13 +282,18 @@ def actor_page(store: EventStore, actor_id: str, params: QueryDict) -> ActorView
         count = max(top - first + 1, 1)
     window = read_window(store, actor_id, first, count)
     if latest == 0 and not window.rows:
-        raise Http404(f"actor {actor_id!r} has no events")
+        raise NoSuchActor(actor_id)
+    asked = start if start is not None else end
+    notice = ""
+    if asked is not None and asked > latest:
+        which = "from" if start is not None else "to"
+        notice = f"There is no version {asked} ({which}): the latest version is {latest}, so the page shows the latest events."
     try:
         snapshot: ActorSnapshot | None = store.get_latest_snapshot(actor_id)
     except SnapshotNotFound:
         snapshot = None
     rows = list(reversed(window.rows)) if newest_first else window.rows
-    return ActorView(actor_id, latest, snapshot, window, rows, newest_first, start, _event_links(window, latest, newest_first))
+    return ActorView(actor_id, latest, snapshot, window, rows, newest_first, start, _event_links(window, latest, newest_first), notice)
 
 
 def _event_links(window: EventWindow, latest: int, newest_first: bool) -> dict[str, str]:

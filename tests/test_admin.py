@@ -195,6 +195,8 @@ def test_actor_events_from_version_jump(admin_client):
     assert versions_in(desc) == [str(v) for v in range(1400, 1350, -1)]
     beyond = admin_client.get(actor_url("long-2"), {"from": "9999"}).content.decode()
     assert versions_in(beyond) == ["1500"]
+    assert "There is no version 9999 (from): the latest version is 1500, so the page shows the latest events." in beyond
+    assert "events-notice" not in html and "events-notice" not in desc
     assert admin_client.get(actor_url("long-2"), {"from": "abc"}).status_code == 404
 
 
@@ -358,9 +360,22 @@ def test_actor_with_only_malformed_messages_shows_them(admin_client, nats_url):
     assert '<dd id="latest-version">0</dd>' in html
 
 
-def test_unknown_actor_and_bad_segment_are_404(admin_client):
+def test_unknown_actor_goes_back_to_the_list_with_the_admins_message(admin_client):
+    response = admin_client.get(actor_url("order-<404>"), follow=True)
+    assert response.redirect_chain == [(reverse(CHANGELIST), 302)]
+    assert escape("Actor with ID “order-<404>” doesn’t exist. Perhaps it was deleted?") in response.content.decode()
+
+
+def test_ids_without_a_dash_read_as_no_type(admin_client):
+    add_events("plain", 1)
     add_events("order-1", 1)
-    assert admin_client.get(actor_url("order-404")).status_code == 404
+    html = admin_client.get(reverse(CHANGELIST)).content.decode()
+    assert '<td class="field-actor_type">(no type)</td>' in html and ">_<" not in html
+    assert re.search(r'<a href="\?type=_"[^>]*>\(no type\)</a>', html), html
+
+
+def test_bad_segment_is_404(admin_client):
+    add_events("order-1", 1)
     base = reverse(CHANGELIST)
     assert admin_client.get(base + "a~ZZ/").status_code == 404
     assert admin_client.get(base + "~FF/").status_code == 404
@@ -471,8 +486,9 @@ def test_staff_with_view_permission_see_the_pages(viewer_client):
 def test_add_change_delete_and_history_views_are_not_routed(admin_client):
     add_events("order-1", 1)
     base = reverse(CHANGELIST)
-    for suffix in ("order-1/change/", "order-1/delete/", "order-1/history/", "add/"):
+    for suffix in ("order-1/change/", "order-1/delete/", "order-1/history/"):
         assert admin_client.get(base + suffix).status_code == 404
+    assert admin_client.get(base + "add/")["Location"] == base  # "add" is an actor id like any other: one without events
     for url in all_pages():
         assert admin_client.post(url).status_code == 405
     assert get_store().get_latest_version("order-1") == 1
