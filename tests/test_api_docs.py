@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from django_eventstore import Event, get_store
 from django_eventstore.api.docs import ASSETS
 
-from .test_admin_browser import CHROMIUM_ARGS
+from . import test_admin_browser
 
 API = "/api/eventstore/"
+browser = test_admin_browser.browser  # the headless Chromium fixture of the admin tests
 
 
 @pytest.mark.django_db
@@ -51,14 +51,6 @@ def admin_user() -> User:
     """A superuser and one event, made before Playwright runs its loop in this thread."""
     get_store().save_event(Event(actor_id="order-1", event_type="Placed", version=1))
     return User.objects.create_superuser("admin", password="secret-pw")
-
-
-@pytest.fixture
-def browser(chromium_executable: str) -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_executable, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.mark.browser
