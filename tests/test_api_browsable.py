@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
-from django.test import Client
+from django.test import AsyncClient, Client
 
 from django_eventstore import ActorSnapshot, Event, get_store
+
+from .test_api_asgi import session_cookie
 
 pytestmark = pytest.mark.django_db
 API = "/api/eventstore/"
@@ -73,3 +78,17 @@ def test_the_root_lists_the_routes_as_absolute_urls(admin_client: Client, order:
 
 def test_the_root_needs_the_api_permissions(client: Client) -> None:
     assert client.get(API).status_code in (401, 403)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_browsable_pages_render_under_asgi(admin_user: Any) -> None:
+    get_store().append("order-1", [Event(event_type="Placed")], expected_version=0)
+    client = AsyncClient()
+    client.cookies.load(session_cookie(admin_user))
+
+    async def go() -> list[Any]:
+        return [await client.get(API + path, {"format": "api"}) for path in PAGES] + [await client.get(API + "docs/")]
+
+    responses = asyncio.run(go())
+    assert [r.status_code for r in responses] == [200] * 6 + [404, 200]  # order-1 has no snapshot
+    assert all(r["Content-Type"].startswith("text/html") for r in responses)
