@@ -210,7 +210,8 @@ def test_demo_finishes_an_interrupted_seeding_then_reuses_it():
 
 
 def test_demo_interrupted_while_seeding_says_the_next_run_finishes_it(monkeypatch):
-    command = Command(stdout=io.StringIO())
+    out = io.StringIO()
+    command = Command(stdout=out)
     progress = command._progress
 
     def interrupted(done: int, total: int) -> None:
@@ -221,7 +222,7 @@ def test_demo_interrupted_while_seeding_says_the_next_run_finishes_it(monkeypatc
     monkeypatch.setattr(command, "_progress", interrupted)
     with pytest.raises(KeyboardInterrupt):
         command._prepare_store(40)
-    assert command.stdout._out.getvalue().endswith("Seeding sample accounts: 25/40\nSeeding interrupted: the next run writes the accounts still missing.\n")
+    assert out.getvalue().endswith("Seeding sample accounts: 25/40\nSeeding interrupted: the next run writes the accounts still missing.\n")
 
 
 @pytest.mark.without_nats

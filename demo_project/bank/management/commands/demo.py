@@ -87,12 +87,12 @@ class Command(BaseCommand):
             created = seed_missing(accounts, progress=self._progress)
         except KeyboardInterrupt:
             if self._seeding:
-                self.stdout.write("\nSeeding interrupted: the next run writes the accounts still missing.")
+                self.stdout.write(("\n" if self.stdout.isatty() else "") + "Seeding interrupted: the next run writes the accounts still missing.")
             raise
         except (EventStoreError, OSError, RuntimeError) as e:  # OSError, RuntimeError: the embedded nats-server did not start
             raise CommandError(f"the event store is not usable: {e}") from e
-        if self._seeding:
-            self.stdout.write("")  # end the progress line
+        if self._seeding and self.stdout.isatty():
+            self.stdout.write("")  # end the progress line redrawn in place
         if not accounts:
             self.stdout.write("No sample accounts asked for (--accounts 0): not seeding.")
         elif not created:
@@ -114,8 +114,11 @@ class Command(BaseCommand):
     def _progress(self, done: int, total: int) -> None:
         self._seeding = True
         if done == total or done % 25 == 0:
-            self.stdout.write(f"\rSeeding sample accounts: {done}/{total}", ending="")
-            self.stdout.flush()
+            if self.stdout.isatty():  # a terminal: one line redrawn in place
+                self.stdout.write(f"\rSeeding sample accounts: {done}/{total}", ending="")
+                self.stdout.flush()
+            else:  # a file or a pipe: a line per step
+                self.stdout.write(f"Seeding sample accounts: {done}/{total}")
 
     def _announce(self, base: str, login: str) -> None:
         self.stdout.write(
