@@ -221,22 +221,18 @@ class Connection:
         token = str(next(self.tokens))
         wait = self.timeout if timeout is None else timeout
         future: asyncio.Future[Msg] = self.loop.create_future()
-        collected = _Batch(future) if batch else None
-        self.pending[token] = collected or future
-        if collected is not None:
-            collected.time_out_when_idle(self.loop, wait)
-        timer = collected.timer if collected else self.loop.call_later(wait, _time_out, future)
+        replies = _Batch(future)  # a single reply is a batch that ends with its first message
+        self.pending[token] = replies if batch else future
+        replies.time_out_when_idle(self.loop, wait)
         try:
             with self.errors(subject, wait, payload):
                 await self.nc.publish(subject, payload, reply=self.prefix + token, headers=headers)
                 msg = await future
         finally:
-            if collected is not None:
-                timer = collected.timer
-            if timer is not None:
-                timer.cancel()
+            if replies.timer is not None:
+                replies.timer.cancel()
             del self.pending[token]
-        return answered(subject, msg), collected.msgs if collected else []
+        return answered(subject, msg), replies.msgs
 
     async def request(self, subject: str, payload: bytes = b"", headers: dict[str, str] | None = None, timeout: float | None = None) -> Msg:
         """The reply (waiting at most timeout, default TIMEOUT); NoResponders when nothing received the request."""

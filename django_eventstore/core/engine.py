@@ -143,13 +143,18 @@ class Engine:
         A snapshot is sized with the largest position it could carry.
         """
         if isinstance(item, Event):
-            check_event(item)
-            headers, body = encode_event(item)
-            self._check_size(headers, body, f"event {item.event_type!r} of actor {item.actor_id!r}")
+            self._encoded(item)
         else:
             check_snapshot(item)
             headers, body = encode_snapshot(item, 2**64 - 1)
             self._check_size(headers, body, f"snapshot of actor {item.actor_id!r}")
+
+    def _encoded(self, event: Event) -> tuple[dict[str, str], bytes]:
+        """The event's message headers and body, once it is checked to be storable (content and size)."""
+        check_event(event)
+        headers, body = encode_event(event)
+        self._check_size(headers, body, f"event {event.event_type!r} of actor {event.actor_id!r}")
+        return headers, body
 
     def _check_size(self, headers: dict[str, str], body: bytes, what: str) -> None:
         size = len(body) + _header_size(headers) + PUBLISH_HEADROOM
@@ -157,11 +162,9 @@ class Engine:
             raise EventTooLarge(size, self.backend.max_payload, what)
 
     async def save_event(self, event: Event) -> Event:
-        check_event(event)
+        headers, body = self._encoded(event)
         actor_id: str = event.actor_id  # type: ignore[assignment]
         version: int = event.version  # type: ignore[assignment]
-        headers, body = encode_event(event)
-        self._check_size(headers, body, f"event {event.event_type!r} of actor {actor_id!r}")
         subject = self.subjects.event_subject(actor_id)
 
         async def publish(state: _State) -> list[Event]:
@@ -240,11 +243,9 @@ class Engine:
         prepared = []
         for index, event in enumerate(events):
             try:
-                check_event(event)
-                headers, body = encode_event(event)
-                self._check_size(headers, body, f"event {event.event_type!r} of actor {event.actor_id!r}")
+                headers, body = self._encoded(event)
             except EventStoreError as e:
-                e.index, e.saved = index, []  # type: ignore[attr-defined]
+                e.index, e.saved = index, []
                 raise
             prepared.append((event, self.subjects.event_subject(event.actor_id), headers, body))  # type: ignore[arg-type]
         saved: list[Event] = []
@@ -270,7 +271,7 @@ class Engine:
                 saved.append(await self.save_event(prepared[len(saved)][0]))
                 base = None
         except EventStoreError as e:
-            e.index, e.saved = len(saved), saved  # type: ignore[attr-defined]
+            e.index, e.saved = len(saved), saved
             raise
         return saved
 
