@@ -26,6 +26,7 @@ from . import (
     get_store,
 )
 from . import admin_views as pages
+from .admin_state import state_section
 from .middleware import RETRY_AFTER_SECONDS
 from .models import Actor
 from .store import explain
@@ -102,7 +103,9 @@ class ActorAdmin(admin.ModelAdmin):
     def actor_view(self, request: HttpRequest, token: str) -> HttpResponse:
         def build() -> dict[str, Any]:
             actor_id = pages.actor_id_of(token)
-            return {"page": pages.actor_page(get_store(), actor_id, request.GET), "title": f"Actor {actor_id}"}
+            page = pages.actor_page(get_store(), actor_id, request.GET)
+            state = state_section(get_store(), actor_id, request.GET, page.latest_version)
+            return {"page": page, "title": f"Actor {actor_id}", "state": state}
 
         try:
             return self._render(request, "actor.html", "Actor", build)

@@ -23,6 +23,11 @@ update; ``retry`` reloads and re-runs a command when that happens.
             self.total += event.data["n"]
 
     Counter.retry("counter-1", lambda c: c.add(5))
+
+A subclass that names its ``actor_type`` (``actor_type = "counter"``) is
+registered for that type: ``aggregate_for_type("counter")`` finds it, and the
+admin and the REST API use it to show the state of ``counter-...`` actors at
+any version.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any, Awaitable, Callable, ClassVar, TypeVar
 from .core.errors import EventStoreError, SnapshotNotFound, VersionConflictError
 from .core.events import ActorSnapshot, Event
 from .core.facade import EventStore
+from .core.subjects import actor_type as actor_type_of
 from .store import get_store
 
 log = logging.getLogger("django_eventstore")
@@ -48,6 +54,48 @@ _INTERNAL = frozenset({"actor_id", "version"})
 
 class UnhandledEvent(EventStoreError):
     """An aggregate met an event type it has no handler for."""
+
+
+class ActorTypeTaken(ValueError):
+    """A second aggregate class names an actor type another one has: one class per type."""
+
+
+_REGISTRY: dict[str, type[Aggregate]] = {}
+
+
+def aggregate_for_type(actor_type: str) -> type[Aggregate] | None:
+    """The aggregate class registered for an actor type (``"account"``), None when there is none."""
+    return _REGISTRY.get(actor_type)
+
+
+def aggregate_for(actor_id: str) -> type[Aggregate] | None:
+    """The aggregate class registered for the type of an actor id (``account-7`` -> ``"account"``), None when there is none."""
+    return _REGISTRY.get(actor_type_of(actor_id))
+
+
+def registered_aggregates() -> dict[str, type[Aggregate]]:
+    """Every registered actor type and its aggregate class (a copy)."""
+    return dict(_REGISTRY)
+
+
+def _register(cls: type[Aggregate]) -> None:
+    """Register ``cls`` for the ``actor_type`` it declares itself; abstract intermediates declare none."""
+    name = vars(cls).get("actor_type")
+    if name is None:
+        return
+    if not isinstance(name, str) or not name or "-" in name:
+        raise ValueError(
+            f"{cls.__module__}.{cls.__qualname__}.actor_type must be an actor id's part before its first '-' "
+            f"(a non-empty string without '-', e.g. \"account\"), got {name!r}"
+        )
+    taken = _REGISTRY.get(name)
+    # the same class made again (a module reloaded) replaces itself; another class is an error
+    if taken is not None and (taken.__module__, taken.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise ActorTypeTaken(
+            f"{cls.__module__}.{cls.__qualname__} declares actor_type {name!r}, which "
+            f"{taken.__module__}.{taken.__qualname__} already has: one aggregate class per actor type"
+        )
+    _REGISTRY[name] = cls
 
 
 def applies(event_type: str) -> Callable[[Handler], Handler]:
@@ -72,6 +120,8 @@ class Aggregate:
 
     #: Save a snapshot whenever a save reaches a multiple of this many events (None: never).
     snapshot_every: ClassVar[int | None] = None
+    #: The actor type this class rebuilds (``"account"`` for ``account-...`` ids), registered for time travel; None: none.
+    actor_type: ClassVar[str | None] = None
     _handlers: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -82,6 +132,7 @@ class Aggregate:
             if event_type is not None:
                 handlers[event_type] = name
         cls._handlers = handlers
+        _register(cls)
 
     def __init__(self, actor_id: str, store: EventStore | None = None) -> None:
         self.actor_id = actor_id
@@ -124,16 +175,24 @@ class Aggregate:
             raise UnhandledEvent(f"{type(self).__name__} has no handler for event type {event.event_type!r} (actor {self.actor_id!r})")
         getattr(self, name)(event)
 
+    def restore_snapshot(self, snapshot: ActorSnapshot) -> None:
+        """Take a snapshot's state and version: where ``load`` starts when the actor has one."""
+        self.set_state(snapshot.state)
+        self.version = snapshot.version
+
+    def replay_event(self, event: Event) -> None:
+        """Apply one stored event, the next version, and advance ``version``: what ``load`` does for each event."""
+        self._dispatch(event)
+        self.version = event.version  # type: ignore[assignment]
+
     def _replay(self, snapshot: ActorSnapshot | None, events: list[Event]) -> None:
         if snapshot is not None:
-            self.set_state(snapshot.state)
-            self.version = snapshot.version
+            self.restore_snapshot(snapshot)
         for event in events:
-            self._dispatch(event)
-            self.version = event.version  # type: ignore[assignment]
+            self.replay_event(event)
 
     @staticmethod
-    def _read_from(snapshot: ActorSnapshot | None) -> dict[str, int]:
+    def _read_from(snapshot: ActorSnapshot | None) -> dict[str, Any]:
         """``get_events`` arguments that read only the events after the snapshot."""
         if snapshot is None:
             return {"from_version": 0}

@@ -52,6 +52,7 @@ def _amount(event: Event) -> int:
 
 
 class Account(Aggregate):
+    actor_type = ACCOUNT_TYPE  # registered: the admin and the API show an account's state at any version
     snapshot_every = 10
     #: Position of the last event this object saved (0: none): what a page waits for in the accounts list.
     last_position = 0

@@ -8,6 +8,7 @@ from django.urls import path
 from . import views
 from .docs import DocsView, docs_asset
 from .schema import SchemaView
+from .state import ActorStateView
 
 app_name = "django_eventstore"
 
@@ -18,6 +19,7 @@ urlpatterns = [
     path("actors/<str:actor_id>/events/", views.ActorEventsView.as_view(), name="actor-events"),
     path("actors/<str:actor_id>/version/", views.ActorVersionView.as_view(), name="actor-version"),
     path("actors/<str:actor_id>/snapshot/", views.ActorSnapshotView.as_view(), name="actor-snapshot"),
+    path("actors/<str:actor_id>/state/", ActorStateView.as_view(), name="actor-state"),
     path("events/", views.EventFeedView.as_view(), name="event-list"),
     path("schema/", SchemaView.as_view(), name="schema"),
     path("docs/", DocsView.as_view(), name="docs"),
