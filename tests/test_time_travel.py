@@ -223,7 +223,7 @@ def test_an_event_the_aggregate_cannot_apply_stops_the_replay_there():
 def test_an_unknown_event_type_stops_the_replay_naming_it():
     build("ttledger-6", [("add", 1)])
     get_store().save_event(Event(actor_id="ttledger-6", event_type="Refunded", version=2, data={}))
-    with pytest.raises(ReplayStopped, match="Replay stopped at version 2: UnhandledEvent: .*'Refunded'"):
+    with pytest.raises(ReplayStopped, match=r"Replay stopped at version 2: UnhandledEvent: .*'Refunded'"):
         state_at("ttledger-6", 2)
 
 
