@@ -131,3 +131,23 @@ def test_the_memory_backend_is_indexed_alike() -> None:
         assert run_now(index.page(**case)).ids == [a.actor_id for a in expected.actors], case
     save_actors(store, ["new-1"])
     assert "new-1" in run_now(index.ids()) and index.builds == 1
+
+
+def test_a_follower_reads_new_actors_before_the_next_listing(js_store: JetStreamEventStore) -> None:
+    index = ActorIndex(js_store.backend, js_store.engine.subjects, follow=30.0)
+    save_actors(js_store, ["order-1"])
+    assert on_loop(js_store, index.ids()) == ["order-1"]
+    position = js_store.save_event(Event(actor_id="order-2", event_type="Created", version=1, data={})).position or 0
+    assert index.position < position
+    assert on_loop(js_store, index.wait_for(position, 10))  # the follower read it; nobody listed
+    assert on_loop(js_store, index.ids()) == ["order-1", "order-2"]
+    on_loop(js_store, index.close())
+    assert index.builds == 1
+
+
+def test_without_a_follower_the_index_waits_for_the_next_listing(js_store: JetStreamEventStore, index: ActorIndex) -> None:
+    save_actors(js_store, ["order-1"])
+    on_loop(js_store, index.ids())
+    position = js_store.save_event(Event(actor_id="order-2", event_type="Created", version=1, data={})).position or 0
+    assert not on_loop(js_store, index.wait_for(position, 0.2))
+    assert on_loop(js_store, index.ids()) == ["order-1", "order-2"] and index.position == position

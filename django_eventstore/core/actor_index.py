@@ -12,6 +12,12 @@ The index is exact at the moment of each call, like the subject listing it
 replaces: everything stored up to the stream's last sequence read at the start
 of the call is in it. After more than ``catch_up_limit`` new messages, reading
 them would cost more than listing again, so the index is built again instead.
+
+With ``follow`` (seconds), a task on the store's loop goes on reading new
+messages as they are stored, woken by the store's doorbell subscription, until
+the index has not been used for that long; a listing then finds little or
+nothing left to read, whatever the write rate. Off for a backend that waits by
+blocking its thread (the memory backend).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import time
 from dataclasses import dataclass
 
 from .backend import EVENTS, Backend
+from .errors import EventStoreError
 from .limits import READ_BATCH
 from .subjects import NO_TYPE, Subjects
 from .subjects import actor_type as actor_type_of
@@ -30,6 +37,7 @@ from .subjects import actor_type as actor_type_of
 log = logging.getLogger("django_eventstore")
 
 CATCH_UP_LIMIT = 20_000  # new messages read rather than listing again (about 1 s of reading here)
+FOLLOW_PAUSE = 0.05  # seconds between two catch-ups of the follower: bigger batches under a stream of writes
 
 
 @dataclass(frozen=True)
@@ -63,19 +71,67 @@ def _prefix_range(ids: list[str], prefix: str) -> tuple[int, int]:
 class ActorIndex:
     """Sorted actor ids of one events stream, refreshed from the stream before each use (see module docstring)."""
 
-    def __init__(self, backend: Backend, subjects: Subjects, catch_up_limit: int = CATCH_UP_LIMIT):
+    def __init__(self, backend: Backend, subjects: Subjects, catch_up_limit: int = CATCH_UP_LIMIT, follow: float = 0.0):
         self.backend = backend
         self.subjects = subjects
         self.catch_up_limit = catch_up_limit
+        self.follow = follow
         self._state: _Ids | None = None
         self._lock: asyncio.Lock | None = None
+        self._follower: asyncio.Task[None] | None = None
+        self._used = 0.0  # monotonic time of the last use
+        self._advanced: asyncio.Future[None] | None = None  # resolved when the index moves on (wait_for)
         self.builds = 0  # how many times the index was listed from scratch (for tests and benchmarks)
 
+    @property
+    def position(self) -> int:
+        """The stream sequence the index holds every actor up to (0 before its first use)."""
+        return self._state.seq if self._state is not None else 0
+
+    async def wait_for(self, position: int, timeout: float) -> bool:
+        """Wait until the index holds the actors stored up to ``position`` (True), or ``timeout`` seconds passed (False)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.position < position:
+            if self._advanced is None or self._advanced.done():
+                self._advanced = loop.create_future()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._advanced), max(deadline - loop.time(), 0))
+            except TimeoutError:
+                return False
+        return True
+
     def forget(self) -> None:
-        """Start empty (in a forked child, or when the stream was replaced)."""
-        self._state, self._lock = None, None
+        """Start empty (in a forked child, where the parent's loop and its follower are gone)."""
+        self._state, self._lock, self._follower, self._advanced = None, None, None, None
+
+    async def close(self) -> None:
+        """Stop following the stream (on the store's loop)."""
+        follower, self._follower = self._follower, None
+        if follower is not None and not follower.done():
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+
+    async def _follow(self) -> None:
+        """Catch up as messages are stored, until the index has gone unused for ``follow`` seconds."""
+        events = self.subjects.events_filter()
+        try:
+            while self._state is not None and time.monotonic() - self._used < self.follow:
+                if await self.backend.wait_for_messages(EVENTS, events, self._state.seq, min(1.0, self.follow)):
+                    await self._refresh()
+                    await asyncio.sleep(FOLLOW_PAUSE)
+        except EventStoreError as e:  # the next listing catches up (or lists again) and starts a new follower
+            log.info("actor index: stopped following the stream: %s", e)
 
     async def _fresh(self) -> _Ids:
+        """The ids as of the stream's last sequence now; keeps a follower running when ``follow`` is on."""
+        self._used = time.monotonic()
+        state = await self._refresh()
+        if self.follow and (self._follower is None or self._follower.done()):
+            self._follower = asyncio.get_running_loop().create_task(self._follow())
+        return state
+
+    async def _refresh(self) -> _Ids:
         """The ids as of the stream's last sequence now: caught up, or listed again."""
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -87,6 +143,8 @@ class ActorIndex:
             elif last > state.seq:
                 state = await self._catch_up(state, last)
             self._state = state
+            if self._advanced is not None and not self._advanced.done():
+                self._advanced.set_result(None)
             return state
 
     async def _build(self, last: int) -> _Ids:
