@@ -9,6 +9,7 @@ from . import views
 from .docs import DocsView, docs_asset
 from .schema import SchemaView
 from .state import ActorStateView
+from .stream import EventStreamView
 
 app_name = "django_eventstore"
 
@@ -21,6 +22,7 @@ urlpatterns = [
     path("actors/<str:actor_id>/snapshot/", views.ActorSnapshotView.as_view(), name="actor-snapshot"),
     path("actors/<str:actor_id>/state/", ActorStateView.as_view(), name="actor-state"),
     path("events/", views.EventFeedView.as_view(), name="event-list"),
+    path("events/stream/", EventStreamView.as_view(), name="event-stream"),
     path("schema/", SchemaView.as_view(), name="schema"),
     path("docs/", DocsView.as_view(), name="docs"),
     path("docs/<str:name>", docs_asset, name="docs-asset"),
