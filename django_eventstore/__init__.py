@@ -3,6 +3,7 @@
 from typing import TYPE_CHECKING
 
 from .core.errors import (
+    EncryptionError,
     EventStoreError,
     EventStoreUnavailable,
     EventTooLarge,
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from .core.facade import EventStore
 
 from .core.events import ActorPage, ActorSnapshot, ActorSummary, Event, FeedBatch, MalformedMessage, ReadResult
+from .core.forgetting import ForgetResult
 
 __all__ = [
     "get_store",
@@ -35,6 +37,8 @@ __all__ = [
     "EventTooLarge",
     "EventStoreUnavailable",
     "StreamSetupError",
+    "EncryptionError",
+    "ForgetResult",
 ]
 
 

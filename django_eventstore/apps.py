@@ -8,3 +8,6 @@ class EventStoreConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, conf  # noqa: F401 - importing registers the system checks and the setting_changed receiver
+        from .upcasting import autodiscover
+
+        autodiscover()

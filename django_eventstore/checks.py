@@ -16,6 +16,8 @@
 | E012 | ``VERSION_CACHE_SIZE`` is not an int >= 0 |
 | E013 | ``API_PERMISSION_CLASSES`` is not a list of importable permission class paths |
 | E014 | ``EMBEDDED_DIR`` is not None or a non-empty string or path |
+| E015 | ``ENCRYPTION`` is not None or a dict with a valid ``MASTER_KEY`` (see docs/forgetting.md) |
+| E016 | an upcaster chain has a gap (e.g. upcasters from schema 1 and 3, none from 2) |
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from django.core.checks import CheckMessage, Error, register
 from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS
+from .core.crypto import encryption_options
+from .core.errors import EncryptionError
+from .core.upcasting import registry
 
 URL_SCHEMES = ("nats", "tls", "ws", "wss")
 _STREAM_NAME = re.compile(r"[^\s.*>/\\]{1,255}")
@@ -94,6 +99,14 @@ def _subject_prefix(value: Any) -> bool:
 _Validator = Callable[[Any], str | None]
 
 
+def _encryption(value: Any) -> str | None:
+    try:
+        encryption_options(value, "EVENTSTORE")
+    except EncryptionError as e:
+        return str(e)
+    return None
+
+
 def _expect(ok: Callable[[Any], bool], what: str) -> _Validator:
     return lambda value: None if ok(value) else f"must be {what}, got {value!r}"
 
@@ -111,6 +124,7 @@ VALIDATORS: dict[str, tuple[int, _Validator, str | None]] = {
     "CONNECT_OPTIONS": (11, _expect(lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v), "a dict of nats.connect() keyword arguments"), None),
     "VERSION_CACHE_SIZE": (12, _expect(lambda v: _is_int(v, 0), "an int >= 0"), "0 turns the cache off."),
     "API_PERMISSION_CLASSES": (13, _permission_classes, 'For example ["django_eventstore.api.permissions.EventStorePermission"] (the default).'),
+    "ENCRYPTION": (15, lambda v: _encryption(v), 'For example {"MASTER_KEY": os.environ["EVENTSTORE_MASTER_KEY"]}.'),
     "EMBEDDED_DIR": (
         14,
         _expect(lambda v: v is None or (isinstance(v, (str, os.PathLike)) and os.fspath(v) != ""), "None or a non-empty string or path"),
@@ -141,3 +155,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             if problem:
                 errors.append(_error(number, f"EVENTSTORE[{key!r}]: {problem}", hint))
     return errors
+
+
+@register()
+def check_upcasters(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Every registered upcaster chain runs from schema 1 to its newest without a gap."""
+    return [
+        Error(f"upcaster chain of {gap}", hint="Add the missing @upcaster, or renumber.", obj="upcasters", id="django_eventstore.E016")
+        for gap in registry.gaps()
+    ]

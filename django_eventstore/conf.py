@@ -23,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "VERSION_CACHE_SIZE": 10_000,
     "API_PERMISSION_CLASSES": ["django_eventstore.api.permissions.EventStorePermission"],
     "EMBEDDED_DIR": None,
+    "ENCRYPTION": None,
 }
 
 

@@ -36,6 +36,7 @@ def read_pages(
     actor_type: str | None = None,
     actor_id: str | None = None,
     upto: int | None = None,
+    upcast: bool = True,
 ) -> Iterator[FeedPage]:
     """Pages of at most ``page_size`` messages after a position (of one actor type, or one actor), up to ``upto``.
 
@@ -45,7 +46,7 @@ def read_pages(
     """
     position = after_position
     while True:
-        read = store.read_all_with_errors(position, page_size + 1, actor_type=actor_type, actor_id=actor_id)
+        read = store.read_all_with_errors(position, page_size + 1, actor_type=actor_type, actor_id=actor_id, upcast=upcast)
         positions = sorted([_position(e) for e in read.events] + [m.position for m in read.errors])
         if upto is not None:
             positions = [p for p in positions if p <= upto]

@@ -28,6 +28,7 @@ def build_store(config: dict[str, Any], *, start_embedded: bool = True) -> Event
             stream=config["STREAM"],
             snapshots_keep=config["SNAPSHOTS_KEEP"],
             cache_size=config["VERSION_CACHE_SIZE"],
+            encryption=config["ENCRYPTION"],
         )
     from .core.jetstream import JetStreamEventStore
 
@@ -44,6 +45,7 @@ def build_store(config: dict[str, Any], *, start_embedded: bool = True) -> Event
         auto_setup=config["AUTO_SETUP"],
         connect_options=config["CONNECT_OPTIONS"],
         cache_size=config["VERSION_CACHE_SIZE"],
+        encryption=config["ENCRYPTION"],
     )
 
 

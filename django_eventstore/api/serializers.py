@@ -77,6 +77,7 @@ class EventInputSerializer(ActorBodySerializer):
     id = StrictCharField(required=False, max_length=MAX_EVENT_ID_LENGTH, trim_whitespace=False, help_text="Defaults to a new UUID; a retry with the same id is not stored twice.")
     event_type = StrictCharField(max_length=MAX_EVENT_TYPE_LENGTH, trim_whitespace=False)
     version = StrictIntegerField(min_value=1, help_text="The actor's latest version + 1.")
+    schema = StrictIntegerField(required=False, min_value=1, help_text="The schema of data; defaults to the newest the project's upcasters know for the type.")
     data = serializers.DictField()
     metadata = serializers.DictField(required=False)
 
@@ -135,7 +136,9 @@ class EventSerializer(serializers.Serializer):
     event_type = serializers.CharField()
     actor_id = serializers.CharField()
     version = serializers.IntegerField()
-    data = serializers.DictField()
+    schema = serializers.IntegerField(help_text="The schema of data: reads return events upcast to the newest.")
+    data = serializers.DictField(allow_null=True, help_text="null when the actor was forgotten.")
+    forgotten = serializers.BooleanField(help_text="True when the actor was forgotten: its data is gone for good.")
     metadata = serializers.DictField()
     timestamp = serializers.DateTimeField()
     position = serializers.IntegerField(help_text="Stream sequence: the event's place in the global order.")

@@ -13,6 +13,7 @@ from .errors import EventStoreError
 
 EVENTS = "events"
 SNAPSHOTS = "snapshots"
+KEYS = "keys"  # the data keys' key-value bucket, when encryption is on
 
 
 @dataclass(slots=True)
@@ -87,7 +88,7 @@ class StreamChange:
 
 
 class Backend(Protocol):
-    """Stream primitives; ``stream`` is ``"events"`` or ``"snapshots"``."""
+    """Stream primitives; ``stream`` is ``"events"``, ``"snapshots"`` or (with encryption) ``"keys"``."""
 
     max_payload: int
 
@@ -109,6 +110,14 @@ class Backend(Protocol):
 
     async def publish_batch(self, subject: str, messages: list[tuple[dict[str, str], bytes]], expected_last_seq: int) -> int:
         """Atomically store all messages on subject (events stream); the last one's sequence."""
+        ...
+
+    async def erase_msg(self, stream: str, seq: int) -> bool:
+        """Delete one message, overwriting its bytes on disk; False when it is not there."""
+        ...
+
+    async def purge_subject(self, stream: str, subject: str) -> int:
+        """Delete every message of one subject; how many there were."""
         ...
 
     async def last_seq(self, stream: str) -> int:

@@ -14,8 +14,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Awaitable, Callable, Iterable
 
+from . import forgetting
 from .backend import EVENTS, SNAPSHOTS, Backend, DuplicateBatch, PubAck, Publish, RawMsg, WrongLastSequence
-from .errors import EventStoreError, EventTooLarge, InvalidEvent, SnapshotNotFound, VersionConflictError
+from .crypto import DataKey, Keyring, event_aad, sealed_size, snapshot_aad
+from .errors import EncryptionError, EventStoreError, EventTooLarge, InvalidEvent, SnapshotNotFound, VersionConflictError
 from .events import (
     ActorPage,
     ActorSnapshot,
@@ -24,8 +26,10 @@ from .events import (
     Malformed,
     MalformedMessage,
     ReadResult,
+    Sealed,
     check_event,
     check_snapshot,
+    data_json,
     decode_event,
     decode_snapshot,
     encode_event,
@@ -33,9 +37,11 @@ from .events import (
     header_version,
     summary,
 )
+from .forgetting import Census, ForgetResult
 from .limits import DEFAULT_PAGE, MAX_APPEND, MAX_PAGE, READ_BATCH
 from .subjects import Subjects, validate_actor_id
 from .subjects import actor_type as actor_type_of
+from .upcasting import Upcasters, registry
 
 log = logging.getLogger("django_eventstore")
 
@@ -70,9 +76,11 @@ def _header_size(headers: dict[str, str]) -> int:
 class Engine:
     """The event store over a Backend (see module docstring)."""
 
-    def __init__(self, backend: Backend, subjects: Subjects, cache_size: int = 10_000):
+    def __init__(self, backend: Backend, subjects: Subjects, cache_size: int = 10_000, *, keyring: Keyring | None = None, upcasters: Upcasters = registry):
         self.backend = backend
         self.subjects = subjects
+        self.keyring = keyring  # None: data stored in clear
+        self.upcasters = upcasters
         self._cache: OrderedDict[str, _State] = OrderedDict()
         self._cache_lock = threading.Lock()  # sync callers run the engine in their own threads, next to the loop
         self._cache_size = cache_size
@@ -103,6 +111,8 @@ class Engine:
     def forget_cache(self) -> None:
         """Start an empty cache (in a forked child too, where another thread may have held the lock)."""
         self._cache, self._cache_lock = OrderedDict(), threading.Lock()
+        if self.keyring is not None:
+            self.keyring.forget_cache()
 
     # ----- reading an actor's state -----
 
@@ -143,18 +153,47 @@ class Engine:
         A snapshot is sized with the largest position it could carry.
         """
         if isinstance(item, Event):
-            self._encoded(item)
+            self._encoded(self._stated(item), None)
         else:
             check_snapshot(item)
-            headers, body = encode_snapshot(item, 2**64 - 1)
+            headers, body = encode_snapshot(item, 2**64 - 1, self._sealed_state(item, None))
             self._check_size(headers, body, f"snapshot of actor {item.actor_id!r}")
 
-    def _encoded(self, event: Event) -> tuple[dict[str, str], bytes]:
-        """The event's message headers and body, once it is checked to be storable (content and size)."""
+    def _stated(self, event: Event) -> Event:
+        """The event checked, with its schema stated: the newest the upcaster registry knows for its type when it gave none."""
         check_event(event)
-        headers, body = encode_event(event)
-        self._check_size(headers, body, f"event {event.event_type!r} of actor {event.actor_id!r}")
+        return event if event.schema is not None else replace(event, schema=self.upcasters.newest(event.event_type))
+
+    async def _keys(self, events: list[Event]) -> dict[str, DataKey]:
+        """The data keys the events' data is sealed with (none without encryption, or for events without data)."""
+        if self.keyring is None:
+            return {}
+        ids: list[str] = list(dict.fromkeys(e.actor_id for e in events if e.data))  # type: ignore[misc]
+        return await self.keyring.keys_for_write(ids) if ids else {}
+
+    def _encoded(self, event: Event, keys: dict[str, DataKey] | None) -> tuple[dict[str, str], bytes]:
+        """The stated event's message headers and body, checked to fit; its data sealed when encryption is on.
+
+        Without keys (``check``: no I/O) a box of the sealed size stands in for the sealed data.
+        """
+        what = f"event {event.event_type!r} of actor {event.actor_id!r}"
+        sealed = None
+        if self.keyring is not None and event.data:
+            plain = data_json(event.data, what)
+            key = keys.get(event.actor_id) if keys is not None else None  # type: ignore[arg-type]
+            sealed = Keyring.seal(key, plain, event_aad(event.actor_id, event.id)) if key else Sealed("0" * 16, "A" * sealed_size(len(plain)))  # type: ignore[arg-type]
+        headers, body = encode_event(event, sealed)
+        self._check_size(headers, body, what)
         return headers, body
+
+    def _sealed_state(self, snapshot: ActorSnapshot, key: DataKey | None) -> Sealed | None:
+        """A snapshot's state sealed when encryption is on (a box of the sealed size without a key)."""
+        if self.keyring is None or not snapshot.state:
+            return None
+        plain = data_json(snapshot.state, f"snapshot state of actor {snapshot.actor_id!r}")
+        if key is None:
+            return Sealed("0" * 16, "A" * sealed_size(len(plain)))
+        return Keyring.seal(key, plain, snapshot_aad(snapshot.actor_id, snapshot.version))
 
     def _check_size(self, headers: dict[str, str], body: bytes, what: str) -> None:
         size = len(body) + _header_size(headers) + PUBLISH_HEADROOM
@@ -162,7 +201,8 @@ class Engine:
             raise EventTooLarge(size, self.backend.max_payload, what)
 
     async def save_event(self, event: Event) -> Event:
-        headers, body = self._encoded(event)
+        event = self._stated(event)
+        headers, body = self._encoded(event, await self._keys([event]))
         actor_id: str = event.actor_id  # type: ignore[assignment]
         version: int = event.version  # type: ignore[assignment]
         subject = self.subjects.event_subject(actor_id)
@@ -213,19 +253,19 @@ class Engine:
         """The stored copies of events that end at the actor's latest event, None if the ids differ."""
         if len(events) == 1:
             msg = await self.backend.msg_at(EVENTS, state.event_seq)
-            return [self._decode(actor_id, msg)] if msg is not None else None
+            return (await self._readable([self._decode(actor_id, msg)], upcast=False))[0] if msg is not None else None
         subject = self.subjects.event_subject(actor_id)
         first: int = events[0].version  # type: ignore[assignment]
         start = await self._seek(actor_id, subject, first, state.last_seq)
         stored = (await self._read_subject(actor_id, subject, start, first - 1, len(events))).events
-        return stored if [e.id for e in stored] == [e.id for e in events] else None
+        return (await self._readable(stored, upcast=False))[0] if [e.id for e in stored] == [e.id for e in events] else None
 
     async def _settle_duplicate(self, actor_id: str, event: Event, seq: int) -> Event:
         msg = await self.backend.msg_at(EVENTS, seq)
         if msg is not None and msg.subject == self.subjects.event_subject(actor_id):
             stored = self._decode(actor_id, msg)
             if stored.version == event.version:
-                return stored
+                return (await self._readable([stored], upcast=False))[0][0]
         raise InvalidEvent(f"event id {event.id!r} is already used by another stored event (position {seq})")
 
     async def save_events(self, events: Iterable[Event]) -> list[Event]:
@@ -240,10 +280,22 @@ class Engine:
         ``index`` is the failing event's place in ``events`` and its ``saved``
         the events stored (nothing is stored when an event is invalid).
         """
-        prepared = []
-        for index, event in enumerate(events):
+        stated: list[Event] = []
+        for event in events:
             try:
-                headers, body = self._encoded(event)
+                stated.append(self._stated(event))
+            except EventStoreError as e:
+                e.index, e.saved = len(stated), []
+                raise
+        try:
+            keys = await self._keys(stated)
+        except EventStoreError as e:
+            e.index, e.saved = 0, []  # nothing stored
+            raise
+        prepared = []
+        for index, event in enumerate(stated):
+            try:
+                headers, body = self._encoded(event, keys)
             except EventStoreError as e:
                 e.index, e.saved = index, []
                 raise
@@ -324,9 +376,8 @@ class Engine:
         if len(prepared) == 1:
             return [await self.save_event(prepared[0])]
         subject = self.subjects.event_subject(actor_id)
-        encoded = [encode_event(event) for event in prepared]
-        for event, (headers, body) in zip(prepared, encoded):
-            self._check_size(headers, body, f"event {event.version} ({event.event_type!r}) of the batch")
+        keys = await self._keys(prepared)
+        encoded = [self._encoded(event, keys) for event in prepared]
 
         async def publish(state: _State) -> list[Event]:
             try:
@@ -355,8 +406,7 @@ class Engine:
                 raise InvalidEvent(f"event {i} of the batch names actor {event.actor_id!r}, not {actor_id!r}")
             if event.version is not None and event.version != want:
                 raise InvalidEvent(f"event {i} of the batch has version {event.version!r}; after expected_version {expected_version} it must be {want}")
-            event = replace(event, actor_id=actor_id, version=want)
-            check_event(event)
+            event = self._stated(replace(event, actor_id=actor_id, version=want))
             if event.id in ids:
                 raise InvalidEvent(f"event id {event.id!r} appears twice in the batch")
             ids.add(event.id)
@@ -414,7 +464,7 @@ class Engine:
         return best
 
     async def get_events_with_errors(
-        self, actor_id: str, from_version: int = 0, *, limit: int | None = None, after_position: int = 0
+        self, actor_id: str, from_version: int = 0, *, limit: int | None = None, after_position: int = 0, upcast: bool = True
     ) -> ReadResult:
         """Well-formed events with versions above from_version, and the malformed messages met on the way."""
         subject = self.subjects.event_subject(actor_id)
@@ -430,12 +480,12 @@ class Engine:
             if from_version >= state.version:
                 return ReadResult([], [])
             start = await self._seek(actor_id, subject, from_version + 1, state.last_seq)
-        return await self._read_subject(actor_id, subject, start, from_version, limit)
+        return await self._finish(await self._read_subject(actor_id, subject, start, from_version, limit), upcast)
 
     async def get_events(
-        self, actor_id: str, from_version: int = 0, *, limit: int | None = None, after_position: int = 0
+        self, actor_id: str, from_version: int = 0, *, limit: int | None = None, after_position: int = 0, upcast: bool = True
     ) -> list[Event]:
-        result = await self.get_events_with_errors(actor_id, from_version, limit=limit, after_position=after_position)
+        result = await self.get_events_with_errors(actor_id, from_version, limit=limit, after_position=after_position, upcast=upcast)
         for err in result.errors:
             log.warning("skipping malformed message at position %s on actor %r: %s", err.position, actor_id, err.reason)
         return result.events
@@ -447,6 +497,7 @@ class Engine:
         *,
         actor_type: str | None = None,
         actor_id: str | None = None,
+        upcast: bool = True,
     ) -> ReadResult:
         """Events of all actors (or of one type, or one actor) in stream order, with malformed messages."""
         if type(after_position) is not int or after_position < 0:
@@ -472,10 +523,10 @@ class Engine:
             if not msgs or pending == 0:
                 break
             seq = msgs[-1].seq + 1
-        return ReadResult(events, errors)
+        return await self._finish(ReadResult(events, errors), upcast)
 
-    async def read_all(self, after_position: int = 0, limit: int = DEFAULT_PAGE, *, actor_type: str | None = None) -> list[Event]:
-        result = await self.read_all_with_errors(after_position, limit, actor_type=actor_type)
+    async def read_all(self, after_position: int = 0, limit: int = DEFAULT_PAGE, *, actor_type: str | None = None, upcast: bool = True) -> list[Event]:
+        result = await self.read_all_with_errors(after_position, limit, actor_type=actor_type, upcast=upcast)
         for err in result.errors:
             log.warning("skipping malformed message at position %s on %s: %s", err.position, err.subject, err.reason)
         return result.events
@@ -507,7 +558,68 @@ class Engine:
                 events.append(self._decode(actor_id, msg))
             except (Malformed, ValueError) as e:
                 log.warning("skipping malformed message at position %s on %s: %s", msg.seq, msg.subject, e)
+        events, failed = await self._readable(events)
+        for event, reason in failed:
+            log.warning("skipping event at position %s of actor %r: %s", event.position, event.actor_id, reason)
         return FeedBatch(events, msgs[-1].seq)
+
+    # ----- what readers see: opened and upcast -----
+
+    async def _finish(self, result: ReadResult, upcast: bool) -> ReadResult:
+        """A read's events as callers see them; an event an upcaster fails on joins the malformed messages."""
+        events, failed = await self._readable(result.events, upcast)
+        if not failed:
+            return ReadResult(events, result.errors)
+        errors = list(result.errors)
+        for event, reason in failed:
+            msg = await self.backend.msg_at(EVENTS, event.position)  # type: ignore[arg-type]
+            errors.append(MalformedMessage(event.position, reason, msg.data, msg.subject, msg.headers) if msg else MalformedMessage(event.position, reason, b""))  # type: ignore[arg-type]
+        errors.sort(key=lambda m: m.position)
+        return ReadResult(events, errors)
+
+    async def _readable(self, events: list[Event], upcast: bool = True) -> tuple[list[Event], list[tuple[Event, str]]]:
+        """Sealed data opened (None and ``forgotten`` for forgotten actors), then, with upcast, upcast to the newest schema.
+
+        The events an upcaster fails on come back apart, with the reason.
+        """
+        events = await self._opened(events)
+        if not upcast or not self.upcasters:
+            return events, []
+        out: list[Event] = []
+        failed: list[tuple[Event, str]] = []
+        for event in events:
+            try:
+                out.append(self.upcasters.upcast(event))
+            except Malformed as e:
+                failed.append((event, str(e)))
+        return out, failed
+
+    async def _opened(self, events: list[Event]) -> list[Event]:
+        wanted: dict[str, str] = {e.actor_id: e.data.key_id for e in events if isinstance(e.data, Sealed)}  # type: ignore[misc, attr-defined]
+        if not wanted:
+            return events
+        keyring = self.keyring
+        if keyring is None:
+            raise EncryptionError(f"the data of actor {next(iter(wanted))!r} is encrypted, and EVENTSTORE has no ENCRYPTION setting to open it")
+        entries = await keyring.entries(list(wanted))  # type: ignore[arg-type]
+        unsure = [a for a, key_id in wanted.items() if entries[a].key is None or entries[a].key.id != key_id]  # type: ignore[index, union-attr]
+        if unsure:  # a cached entry may predate a new key, or a forget: ask the bucket
+            entries.update(await keyring.entries(unsure, fresh=True))  # type: ignore[arg-type]
+        out = []
+        for event in events:
+            sealed = event.data
+            if type(sealed) is not Sealed:
+                out.append(event)
+                continue
+            entry = entries[event.actor_id]  # type: ignore[index]
+            if entry.key is not None and entry.key.id == sealed.key_id:
+                what = f"event {event.version} of actor {event.actor_id!r}"
+                out.append(replace(event, data=keyring.open(entry.key, sealed, event_aad(event.actor_id, event.id), what)))  # type: ignore[arg-type]
+            elif entry.key is not None or entry.forgotten:
+                out.append(replace(event, data=None, forgotten=True))
+            else:
+                raise EncryptionError(f"the data of actor {event.actor_id!r} is encrypted, but bucket {keyring.bucket} has no key for it: is KEY_BUCKET right?")
+        return out
 
     async def wait_for_new(self, subject_filter: str, position: int, timeout: float) -> bool:
         """Wait until a message after position may be stored on the filter (True), or timeout passed (False)."""
@@ -539,7 +651,10 @@ class Engine:
             start = await self._seek(actor_id, subject, snapshot.version, state.last_seq)
             found = await self._read_subject(actor_id, subject, start, snapshot.version - 1, 1)
             position = found.events[0].position if found.events else 0  # type: ignore[assignment]
-        headers, body = encode_snapshot(snapshot, position)
+        key = None
+        if self.keyring is not None and snapshot.state:
+            key = (await self.keyring.keys_for_write([actor_id]))[actor_id]
+        headers, body = encode_snapshot(snapshot, position, self._sealed_state(snapshot, key))
         self._check_size(headers, body, f"snapshot of actor {actor_id!r}")
         await self.backend.publish(SNAPSHOTS, self.subjects.snapshot_subject(actor_id), headers, body, None)
         return replace(snapshot, position=position)
@@ -549,10 +664,26 @@ class Engine:
         if msg is None:
             raise SnapshotNotFound(actor_id)
         try:
-            return decode_snapshot(actor_id, msg.data)
+            snapshot = decode_snapshot(actor_id, msg.data)
         except Malformed as e:
             log.warning("snapshot of actor %r at position %s is malformed: %s", actor_id, msg.seq, e)
             raise SnapshotNotFound(actor_id) from None
+        if type(snapshot.state) is not Sealed:
+            return snapshot
+        return await self._opened_snapshot(snapshot)
+
+    async def _opened_snapshot(self, snapshot: ActorSnapshot) -> ActorSnapshot:
+        """A sealed snapshot opened; SnapshotNotFound when its actor was forgotten (or encryption is off)."""
+        sealed: Sealed = snapshot.state  # type: ignore[assignment]
+        if self.keyring is None:
+            raise EncryptionError(f"the snapshot of actor {snapshot.actor_id!r} is encrypted, and EVENTSTORE has no ENCRYPTION setting to open it")
+        entry = (await self.keyring.entries([snapshot.actor_id]))[snapshot.actor_id]
+        if entry.key is None or entry.key.id != sealed.key_id:
+            entry = (await self.keyring.entries([snapshot.actor_id], fresh=True))[snapshot.actor_id]
+        if entry.key is None or entry.key.id != sealed.key_id:
+            raise SnapshotNotFound(snapshot.actor_id)  # its key was destroyed: the actor was forgotten
+        state = self.keyring.open(entry.key, sealed, snapshot_aad(snapshot.actor_id, snapshot.version), f"the snapshot of actor {snapshot.actor_id!r}")
+        return replace(snapshot, state=state)
 
     # ----- listing actors -----
 
@@ -650,6 +781,21 @@ class Engine:
         for actor_id in actor_ids:
             validate_actor_id(actor_id)
         return await self._snapshot_versions(list(actor_ids))
+
+    # ----- forgetting -----
+
+    async def forget(self, actor_id: str) -> ForgetResult:
+        """Erase the actor's data key, delete its snapshots, leave an ActorForgotten event (see forgetting.py)."""
+        return await forgetting.forget(self, actor_id)
+
+    async def rotate_master_key(self) -> int:
+        """Re-wrap every data key with the first master key; how many."""
+        if self.keyring is None:
+            raise EncryptionError("there is no master key to rotate: EVENTSTORE has no ENCRYPTION setting")
+        return await self.keyring.rotate()
+
+    async def census(self) -> Census:
+        return await forgetting.census(self)
 
     async def close(self) -> None:
         await self.backend.close()

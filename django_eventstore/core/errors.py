@@ -67,3 +67,8 @@ class StreamSetupError(EventStoreError):
         self.stream = stream
         self.problem = problem
         super().__init__(problem)
+
+
+class EncryptionError(EventStoreError):
+    """Encrypted data cannot be written or read: a bad or wrong master key, a missing data key, an altered message,
+    or forgetting asked of a store without encryption."""

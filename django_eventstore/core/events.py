@@ -6,7 +6,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from .errors import InvalidEvent
 from .limits import MAX_EVENT_ID_LENGTH, MAX_EVENT_TYPE_LENGTH
@@ -16,6 +16,7 @@ from .subjects import validate_actor_id
 H_MSG_ID = "Nats-Msg-Id"
 H_VERSION = "Es-Version"
 H_EVENT_TYPE = "Es-Event-Type"
+H_SCHEMA = "Es-Schema"  # absent: schema 1
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _raw_decode = json.JSONDecoder().raw_decode
@@ -55,9 +56,22 @@ def parse_timestamp(text: str) -> datetime:
     return ts.astimezone(UTC)
 
 
+class Sealed(NamedTuple):
+    """Encrypted data as stored: the id of the actor's data key and the AES-GCM box (nonce, ciphertext, tag) in base64."""
+
+    key_id: str
+    box: str
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Event:
-    """One fact about an actor. ``position`` (stream sequence) is set on events read back."""
+    """One fact about an actor. ``position`` (stream sequence) is set on events read back.
+
+    ``schema`` is the schema of ``data``: None on a new event means the newest
+    the upcaster registry knows for its type (1 without upcasters); events read
+    back carry the schema they were upcast to. A forgotten actor's events read
+    back with ``data`` None and ``forgotten`` True.
+    """
 
     event_type: str
     data: dict[str, Any] = field(default_factory=dict)
@@ -67,6 +81,8 @@ class Event:
     id: str = field(default_factory=_new_id)
     timestamp: datetime = field(default_factory=utcnow)
     position: int | None = None
+    schema: int | None = None
+    forgotten: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The REST API's (and export's) JSON shape."""
@@ -75,7 +91,9 @@ class Event:
             "event_type": self.event_type,
             "actor_id": self.actor_id,
             "version": self.version,
+            "schema": self.schema or 1,
             "data": self.data,
+            "forgotten": self.forgotten,
             "metadata": self.metadata,
             "timestamp": format_timestamp(self.timestamp),
             "position": self.position,
@@ -174,7 +192,14 @@ def check_event(event: Event) -> None:
         )
     if not isinstance(event.id, str) or not event.id or len(event.id) > MAX_EVENT_ID_LENGTH or not event.id.isprintable() or " " in event.id:
         raise InvalidEvent(f"event id must be a non-empty printable string of at most {MAX_EVENT_ID_LENGTH} characters without spaces, got {event.id!r}")
-    if not isinstance(event.data, dict):
+    if event.schema is not None and (type(event.schema) is not int or event.schema < 1):
+        raise InvalidEvent(f"schema must be an int >= 1 or None (the newest), got {event.schema!r}")
+    if event.forgotten is not False and event.forgotten is not True:
+        raise InvalidEvent(f"forgotten must be a bool, got {event.forgotten!r}")
+    if event.forgotten:
+        if event.data is not None:
+            raise InvalidEvent("a forgotten event has no data: data must be None")
+    elif not isinstance(event.data, dict):
         raise InvalidEvent(f"data must be a dict, got {type(event.data).__name__}")
     if not isinstance(event.metadata, dict):
         raise InvalidEvent(f"metadata must be a dict, got {type(event.metadata).__name__}")
@@ -207,22 +232,56 @@ def _check_keys(obj: Any, what: str) -> None:
             stack.extend(v for v in item if isinstance(v, (dict, list, tuple)))
 
 
-def encode_event(event: Event) -> tuple[dict[str, str], bytes]:
-    """Headers and body of an event's message; the event must have passed check_event."""
+def data_json(data: dict[str, Any], what: str) -> bytes:
+    """The JSON bytes of an event's data or a snapshot's state (what encryption seals)."""
+    return _json(data, what)
+
+
+def _payload(data: dict[str, Any] | None, sealed: Sealed | None, name: str) -> tuple[str, Any]:
+    """The body field holding the data: in clear, sealed, or none at all for forgotten data."""
+    if sealed is not None:
+        return "sealed", {"key": sealed.key_id, "box": sealed.box}
+    if data is None:
+        return "forgotten", True
+    return name, data
+
+
+def encode_event(event: Event, sealed: Sealed | None = None) -> tuple[dict[str, str], bytes]:
+    """Headers and body of an event's message (its data sealed when given); the event must have passed check_event."""
+    key, value = _payload(event.data, sealed, "data")
     body = _json(
         {
             "id": event.id,
             "eventType": event.event_type,
             "actorId": event.actor_id,
             "version": event.version,
-            "data": event.data,
+            key: value,
             "metadata": event.metadata,
             "timestamp": format_timestamp(event.timestamp),
         },
         f"event {event.event_type!r} of actor {event.actor_id!r}",
     )
     headers = {H_MSG_ID: event.id, H_VERSION: str(event.version), H_EVENT_TYPE: event.event_type}
+    if event.schema is not None and event.schema != 1:
+        headers[H_SCHEMA] = str(event.schema)
     return headers, body
+
+
+def _stored_data(doc: dict[str, Any], name: str) -> Any:
+    """The data (or state) field of a body: a dict, a Sealed, or None when forgotten; Malformed otherwise."""
+    if name in doc:
+        value = doc[name]
+        if type(value) is not dict:
+            raise Malformed(f"body field {name!r} is not an object")
+        return value
+    sealed = doc.get("sealed")
+    if sealed is not None:
+        if type(sealed) is not dict or type(sealed.get("key")) is not str or type(sealed.get("box")) is not str:
+            raise Malformed("body field 'sealed' is not an object with string 'key' and 'box'")
+        return Sealed(sealed["key"], sealed["box"])
+    if doc.get("forgotten") is True:
+        return None
+    raise Malformed(f"body has no {name!r} field")
 
 
 def decode_event(actor_id: str, headers: Mapping[str, str] | None, body: bytes, position: int) -> Event:
@@ -239,7 +298,7 @@ def decode_event(actor_id: str, headers: Mapping[str, str] | None, body: bytes, 
         version = doc["version"]
         event_type = doc["eventType"]
         event_id = doc["id"]
-        data = doc["data"]
+        data = _stored_data(doc, "data")
         metadata = doc.get("metadata", {})
         body_actor = doc["actorId"]
         ts_text = doc["timestamp"]
@@ -247,7 +306,7 @@ def decode_event(actor_id: str, headers: Mapping[str, str] | None, body: bytes, 
         raise Malformed(f"body has no {e.args[0]!r} field") from None
     if type(version) is not int or version < 1:
         raise Malformed(f"version {version!r} is not an int >= 1")
-    if type(event_type) is not str or type(event_id) is not str or type(data) is not dict or type(metadata) is not dict:
+    if type(event_type) is not str or type(event_id) is not str or type(metadata) is not dict:
         raise Malformed("body fields have the wrong types")
     if body_actor != actor_id:
         raise Malformed(f"body names actor {body_actor!r}, the subject actor {actor_id!r}")
@@ -264,6 +323,12 @@ def decode_event(actor_id: str, headers: Mapping[str, str] | None, body: bytes, 
         timestamp = parse_timestamp(ts_text)
     except (TypeError, ValueError) as e:
         raise Malformed(f"bad timestamp: {e}") from None
+    schema_text = headers.get(H_SCHEMA)
+    schema = 1
+    if schema_text is not None:
+        if not (schema_text.isascii() and schema_text.isdigit() and int(schema_text) >= 1):
+            raise Malformed(f"header Es-Schema {schema_text!r} is not an int >= 1")
+        schema = int(schema_text)
     return Event(
         event_type=event_type,
         data=data,
@@ -273,6 +338,8 @@ def decode_event(actor_id: str, headers: Mapping[str, str] | None, body: bytes, 
         id=event_id,
         timestamp=timestamp,
         position=position,
+        schema=schema,
+        forgotten=data is None,
     )
 
 
@@ -297,12 +364,13 @@ def check_snapshot(snapshot: ActorSnapshot) -> None:
         raise InvalidEvent("snapshot timestamp must be an aware datetime")
 
 
-def encode_snapshot(snapshot: ActorSnapshot, position: int) -> tuple[dict[str, str], bytes]:
+def encode_snapshot(snapshot: ActorSnapshot, position: int, sealed: Sealed | None = None) -> tuple[dict[str, str], bytes]:
+    key, value = _payload(snapshot.state, sealed, "state")
     body = _json(
         {
             "actorId": snapshot.actor_id,
             "version": snapshot.version,
-            "state": snapshot.state,
+            key: value,
             "timestamp": format_timestamp(snapshot.timestamp),
             "position": position,
         },
@@ -319,7 +387,7 @@ def decode_snapshot(actor_id: str, body: bytes) -> ActorSnapshot:
         return ActorSnapshot(
             actor_id=actor_id,
             version=check_version(doc["version"]),
-            state=doc["state"],
+            state=_stored_data(doc, "state"),
             timestamp=parse_timestamp(doc["timestamp"]),
             position=doc.get("position"),
         )

@@ -12,6 +12,7 @@ from .backend import ServerSummary, StreamChange
 from .engine import Engine
 from .errors import InvalidEvent
 from .events import ActorPage, ActorSnapshot, Event, FeedBatch, ReadResult
+from .forgetting import Census, ForgetResult
 from .limits import DEFAULT_PAGE
 from .limits import READ_BATCH as MAX_FEED_BATCH
 
@@ -83,22 +84,23 @@ class EventStore:
     async def aget_latest_version(self, actor_id: str) -> int:
         return await self._acall(self.engine.get_latest_version(actor_id))
 
-    def get_events(self, actor_id: str, from_version: int = 0, *, limit: int | None = None, after_position: int = 0) -> list[Event]:
+    def get_events(self, actor_id: str, from_version: int = 0, *, limit: int | None = None, after_position: int = 0, upcast: bool = True) -> list[Event]:
         """Events with versions above from_version, in order; malformed messages skipped with a warning.
 
         ``after_position`` (e.g. a snapshot's position) starts the read after that stream sequence.
+        Events come upcast to their type's newest schema; ``upcast=False`` gives them as stored.
         """
-        return self._call(self.engine.get_events(actor_id, from_version, limit=limit, after_position=after_position))
+        return self._call(self.engine.get_events(actor_id, from_version, limit=limit, after_position=after_position, upcast=upcast))
 
-    async def aget_events(self, actor_id: str, from_version: int = 0, *, limit: int | None = None, after_position: int = 0) -> list[Event]:
-        return await self._acall(self.engine.get_events(actor_id, from_version, limit=limit, after_position=after_position))
+    async def aget_events(self, actor_id: str, from_version: int = 0, *, limit: int | None = None, after_position: int = 0, upcast: bool = True) -> list[Event]:
+        return await self._acall(self.engine.get_events(actor_id, from_version, limit=limit, after_position=after_position, upcast=upcast))
 
-    def get_events_with_errors(self, actor_id: str, from_version: int = 0, *, limit: int | None = None, after_position: int = 0) -> ReadResult:
+    def get_events_with_errors(self, actor_id: str, from_version: int = 0, *, limit: int | None = None, after_position: int = 0, upcast: bool = True) -> ReadResult:
         """Like get_events, with the malformed messages reported (position, reason, raw bytes)."""
-        return self._call(self.engine.get_events_with_errors(actor_id, from_version, limit=limit, after_position=after_position))
+        return self._call(self.engine.get_events_with_errors(actor_id, from_version, limit=limit, after_position=after_position, upcast=upcast))
 
-    async def aget_events_with_errors(self, actor_id: str, from_version: int = 0, *, limit: int | None = None, after_position: int = 0) -> ReadResult:
-        return await self._acall(self.engine.get_events_with_errors(actor_id, from_version, limit=limit, after_position=after_position))
+    async def aget_events_with_errors(self, actor_id: str, from_version: int = 0, *, limit: int | None = None, after_position: int = 0, upcast: bool = True) -> ReadResult:
+        return await self._acall(self.engine.get_events_with_errors(actor_id, from_version, limit=limit, after_position=after_position, upcast=upcast))
 
     def get_latest_snapshot(self, actor_id: str) -> ActorSnapshot:
         """The actor's latest snapshot; SnapshotNotFound when it has none."""
@@ -136,19 +138,19 @@ class EventStore:
     async def asnapshot_versions(self, actor_ids: list[str]) -> dict[str, int]:
         return await self._acall(self.engine.snapshot_versions(actor_ids))
 
-    def read_all(self, after_position: int = 0, limit: int = DEFAULT_PAGE, *, actor_type: str | None = None) -> list[Event]:
+    def read_all(self, after_position: int = 0, limit: int = DEFAULT_PAGE, *, actor_type: str | None = None, upcast: bool = True) -> list[Event]:
         """Events of all actors in global (stream) order, after a position."""
-        return self._call(self.engine.read_all(after_position, limit, actor_type=actor_type))
+        return self._call(self.engine.read_all(after_position, limit, actor_type=actor_type, upcast=upcast))
 
-    async def aread_all(self, after_position: int = 0, limit: int = DEFAULT_PAGE, *, actor_type: str | None = None) -> list[Event]:
-        return await self._acall(self.engine.read_all(after_position, limit, actor_type=actor_type))
+    async def aread_all(self, after_position: int = 0, limit: int = DEFAULT_PAGE, *, actor_type: str | None = None, upcast: bool = True) -> list[Event]:
+        return await self._acall(self.engine.read_all(after_position, limit, actor_type=actor_type, upcast=upcast))
 
-    def read_all_with_errors(self, after_position: int = 0, limit: int = DEFAULT_PAGE, *, actor_type: str | None = None, actor_id: str | None = None) -> ReadResult:
+    def read_all_with_errors(self, after_position: int = 0, limit: int = DEFAULT_PAGE, *, actor_type: str | None = None, actor_id: str | None = None, upcast: bool = True) -> ReadResult:
         """Like read_all (optionally for one actor), with malformed messages reported."""
-        return self._call(self.engine.read_all_with_errors(after_position, limit, actor_type=actor_type, actor_id=actor_id))
+        return self._call(self.engine.read_all_with_errors(after_position, limit, actor_type=actor_type, actor_id=actor_id, upcast=upcast))
 
-    async def aread_all_with_errors(self, after_position: int = 0, limit: int = DEFAULT_PAGE, *, actor_type: str | None = None, actor_id: str | None = None) -> ReadResult:
-        return await self._acall(self.engine.read_all_with_errors(after_position, limit, actor_type=actor_type, actor_id=actor_id))
+    async def aread_all_with_errors(self, after_position: int = 0, limit: int = DEFAULT_PAGE, *, actor_type: str | None = None, actor_id: str | None = None, upcast: bool = True) -> ReadResult:
+        return await self._acall(self.engine.read_all_with_errors(after_position, limit, actor_type=actor_type, actor_id=actor_id, upcast=upcast))
 
     # --- the live feed ---
     def subscribe(self, after_position: int = 0, *, actor_types: list[str] | None = None, batch_size: int = 500, idle_timeout: float = 1.0) -> Generator[FeedBatch, None, None]:
@@ -198,6 +200,33 @@ class EventStore:
         return await self._acall(self.engine.last_position(actor_type))
 
     # --- administration ---
+    # --- forgetting (needs EVENTSTORE["ENCRYPTION"]) ---
+    @property
+    def encrypted(self) -> bool:
+        """Whether this store encrypts data at rest (EVENTSTORE["ENCRYPTION"] is set)."""
+        return self.engine.keyring is not None
+
+    def forget(self, actor_id: str) -> ForgetResult:
+        """Make the actor's data unreadable for good: its data key erased, its snapshots deleted, an ActorForgotten event appended.
+
+        Its events stay and read back with ``data`` None and ``forgotten`` True. Idempotent.
+        """
+        return self._call(self.engine.forget(actor_id))
+
+    async def aforget(self, actor_id: str) -> ForgetResult:
+        return await self._acall(self.engine.forget(actor_id))
+
+    def rotate_master_key(self) -> int:
+        """Re-wrap every data key with the first of the configured master keys (the events are not touched); how many."""
+        return self._call(self.engine.rotate_master_key())
+
+    async def arotate_master_key(self) -> int:
+        return await self._acall(self.engine.rotate_master_key())
+
+    def census(self) -> Census:
+        """How many events and snapshots are stored encrypted and how many in clear (a full scan)."""
+        return self._call(self.engine.census())
+
     def setup(self, dry_run: bool = False) -> list[StreamChange]:
         """Create or update the two streams from the configuration (idempotent)."""
         return self._call(self.engine.backend.setup(dry_run))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Coroutine, TypeVar
 
+from .crypto import encryption_options, keyring_for
 from .engine import Engine
 from .facade import EventStore
 from .jetstream_backend import JetStreamBackend
@@ -32,8 +33,10 @@ class JetStreamEventStore(EventStore):
         auto_setup: bool = True,
         connect_options: dict[str, Any] | None = None,
         cache_size: int = 10_000,
+        encryption: dict[str, Any] | None = None,
     ):
         subjects = Subjects(subject_prefix)
+        encryption = encryption_options(encryption, stream)
         self.backend = JetStreamBackend(
             [servers] if isinstance(servers, str) else servers,
             subjects,
@@ -43,8 +46,9 @@ class JetStreamEventStore(EventStore):
             timeout,
             auto_setup,
             connect_options,
+            key_bucket=encryption["KEY_BUCKET"] if encryption else None,
         )
-        super().__init__(Engine(self.backend, subjects, cache_size))
+        super().__init__(Engine(self.backend, subjects, cache_size, keyring=keyring_for(self.backend, encryption)))
         self.portal = Portal(on_fork=self._after_fork)
 
     def _after_fork(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 from nats.aio.msg import Msg
 
-from .backend import EVENTS, SNAPSHOTS, DuplicateBatch, PubAck, Publish, RawMsg, ServerSummary, StreamChange, StreamSummary, WrongLastSequence
+from .backend import EVENTS, KEYS, SNAPSHOTS, DuplicateBatch, PubAck, Publish, RawMsg, ServerSummary, StreamChange, StreamSummary, WrongLastSequence
 from .connection import API, STATUS, Connection, Health, NoAnswer, NoResponders, Unreachable, answered, connect, redact
 from .errors import EventStoreError, EventStoreUnavailable, EventTooLarge, StreamSetupError
 from .subjects import Subjects, subject_matches
@@ -32,6 +32,7 @@ ERR_CLUSTERED_WRONG_LAST_SEQUENCE = 10164  # a clustered stream's answer while a
 ERR_STREAM_NOT_FOUND = 10059
 ERR_BATCH_DUPLICATE = 10201
 ERR_MAX_PAYLOAD = 10054
+ERR_NO_MESSAGE = 10057
 ERR_JETSTREAM_OFF = 10076
 ERR_JETSTREAM_OFF_FOR_ACCOUNT = 10039
 ERR_BATCH_INCOMPLETE = 10176  # a server restart in the middle of an atomic batch: nothing stored, send it again
@@ -78,11 +79,15 @@ class JetStreamBackend:
         timeout: float = 5.0,
         auto_setup: bool = True,
         connect_options: dict[str, Any] | None = None,
+        key_bucket: str | None = None,
     ):
         self.servers = list(servers)
         self.servers_text = ", ".join(redact(s) for s in self.servers)
         self.subject_names = subjects
         self.stream_names = {EVENTS: stream, SNAPSHOTS: f"{stream}_SNAPSHOTS"}
+        if key_bucket is not None:
+            self.stream_names[KEYS] = f"KV_{key_bucket}"  # a key-value bucket: `nats kv` can read it
+        self.key_bucket = key_bucket
         self.replicas = replicas
         self.snapshots_keep = snapshots_keep
         self.timeout = timeout
@@ -359,6 +364,21 @@ class JetStreamBackend:
             return int(resp["seq"])
         raise AssertionError("empty batch")
 
+    async def erase_msg(self, stream: str, seq: int) -> bool:
+        conn = await self._connection()
+        resp = await self._api(conn, f"STREAM.MSG.DELETE.{self.stream_names[stream]}", {"seq": seq})  # no_erase unset: overwritten
+        if "error" in resp:
+            if _api_error(resp)[0] == ERR_NO_MESSAGE:
+                return False
+            raise EventStoreError(f"could not delete message {seq} of stream {self.stream_names[stream]}: {_api_error(resp)[1]}")
+        return True
+
+    async def purge_subject(self, stream: str, subject: str) -> int:
+        conn = await self._connection()
+        resp = await self._api(conn, f"STREAM.PURGE.{self.stream_names[stream]}", {"filter": subject})
+        self._check_api(resp, f"purge {subject} from stream {self.stream_names[stream]}")
+        return int(resp.get("purged", 0))
+
     async def last_seq(self, stream: str) -> int:
         conn = await self._connection()
         info = await self._api(conn, f"STREAM.INFO.{self.stream_names[stream]}")
@@ -408,7 +428,18 @@ class JetStreamBackend:
             "subjects": [self.subject_names.snapshots_filter()],
             "max_msgs_per_subject": self.snapshots_keep,
         }
-        return {EVENTS: events, SNAPSHOTS: snapshots}
+        desired = {EVENTS: events, SNAPSHOTS: snapshots}
+        if self.key_bucket is not None:  # the shape of a NATS key-value bucket keeping one revision, deletes allowed (to erase keys)
+            desired[KEYS] = {
+                **common,
+                "name": self.stream_names[KEYS],
+                "subjects": [f"$KV.{self.key_bucket}.>"],
+                "max_msgs_per_subject": 1,
+                "allow_rollup_hdrs": True,
+                "discard": "new",
+                "deny_delete": False,
+            }
+        return desired
 
     @staticmethod
     def _supports_atomic(conn: Connection) -> bool:

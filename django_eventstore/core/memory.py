@@ -12,7 +12,8 @@ import bisect
 import threading
 from typing import Any, Coroutine, TypeVar
 
-from .backend import EVENTS, SNAPSHOTS, DuplicateBatch, PubAck, Publish, RawMsg, ServerSummary, StreamChange, StreamSummary, WrongLastSequence
+from .backend import EVENTS, KEYS, SNAPSHOTS, DuplicateBatch, PubAck, Publish, RawMsg, ServerSummary, StreamChange, StreamSummary, WrongLastSequence
+from .crypto import encryption_options, keyring_for
 from .engine import Engine
 from .errors import EventStoreError
 from .facade import EventStore
@@ -58,13 +59,15 @@ class MemoryBackend:
 
     max_payload = 1024 * 1024
 
-    def __init__(self, subjects: Subjects, stream: str = "EVENTSTORE", snapshots_keep: int = 1):
+    def __init__(self, subjects: Subjects, stream: str = "EVENTSTORE", snapshots_keep: int = 1, key_bucket: str | None = None):
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self.streams = {
             EVENTS: _MemoryStream(stream, [subjects.events_filter()], self._changed),
             SNAPSHOTS: _MemoryStream(f"{stream}_SNAPSHOTS", [subjects.snapshots_filter()], self._changed, snapshots_keep),
         }
+        if key_bucket is not None:
+            self.streams[KEYS] = _MemoryStream(f"KV_{key_bucket}", [f"$KV.{key_bucket}.>"], self._changed, 1)
 
     async def last_msg(self, stream: str, subject: str) -> RawMsg | None:
         with self._lock:
@@ -119,6 +122,22 @@ class MemoryBackend:
             for headers, body in messages:
                 seq = s.store(subject, headers, body)
             return seq
+
+    async def erase_msg(self, stream: str, seq: int) -> bool:
+        with self._lock:
+            s = self.streams[stream]
+            msg = s.msgs.pop(seq, None)
+            if msg is not None:
+                s.by_subject[msg.subject].remove(seq)
+            return msg is not None
+
+    async def purge_subject(self, stream: str, subject: str) -> int:
+        with self._lock:
+            s = self.streams[stream]
+            seqs = s.by_subject.pop(subject, [])
+            for seq in seqs:
+                del s.msgs[seq]
+            return len(seqs)
 
     async def last_seq(self, stream: str) -> int:
         with self._lock:
@@ -199,10 +218,13 @@ def run_now(coro: Coroutine[Any, Any, T]) -> T:
 class MemoryEventStore(EventStore):
     """The store over MemoryBackend: same API and contract, no NATS. Not shared between processes."""
 
-    def __init__(self, prefix: str = "es", stream: str = "EVENTSTORE", snapshots_keep: int = 1, cache_size: int = 10_000):
+    def __init__(
+        self, prefix: str = "es", stream: str = "EVENTSTORE", snapshots_keep: int = 1, cache_size: int = 10_000, encryption: dict[str, Any] | None = None
+    ):
         subjects = Subjects(prefix)
-        self.backend = MemoryBackend(subjects, stream, snapshots_keep)
-        super().__init__(Engine(self.backend, subjects, cache_size))
+        options = encryption_options(encryption, stream)
+        self.backend = MemoryBackend(subjects, stream, snapshots_keep, key_bucket=options["KEY_BUCKET"] if options else None)
+        super().__init__(Engine(self.backend, subjects, cache_size, keyring=keyring_for(self.backend, options)))
         self._lock = threading.RLock()
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:

@@ -1,7 +1,8 @@
 """The export format of ``eventstore_export`` / ``eventstore_import``: JSON Lines.
 
 One event per line, with the REST API's field names
-(``{"id","event_type","actor_id","version","data","metadata","timestamp","position"}``);
+(``{"id","event_type","actor_id","version","schema","data","forgotten","metadata","timestamp","position"}``;
+``schema`` and ``forgotten`` may be left out: 1 and false);
 snapshots as ``{"kind":"snapshot","actor_id","version","state","timestamp"}``.
 An event line may carry ``"kind":"event"``; ``position`` is informative (the store assigns new ones).
 """
@@ -20,7 +21,7 @@ from django_eventstore.management.base import to_json
 SNAPSHOT = "snapshot"
 EVENT = "event"
 EVENT_REQUIRED = ("id", "event_type", "actor_id", "version", "data", "timestamp")
-EVENT_OPTIONAL = ("metadata", "position", "kind")
+EVENT_OPTIONAL = ("metadata", "position", "kind", "schema", "forgotten")
 SNAPSHOT_REQUIRED = ("actor_id", "version", "state", "timestamp", "kind")
 
 
@@ -90,6 +91,8 @@ def parse_line(raw: bytes) -> Event | ActorSnapshot:
             data=doc["data"],
             metadata=doc.get("metadata", {}),
             timestamp=_timestamp(doc["timestamp"]),
+            schema=doc.get("schema", 1),
+            forgotten=doc.get("forgotten", False),
         )
         check_event(event)
         return event

@@ -32,11 +32,14 @@ class Command(StoreCommand):
         parser.add_argument("--type", dest="actor_type", help="only actors of this type")
         parser.add_argument("--actor", dest="actor_id", help="only this actor")
         parser.add_argument("--snapshots", action="store_true", help="also export each actor's latest snapshot")
+        parser.add_argument(
+            "--upcast", action="store_true", help="write events upcast to their newest schema (by default as stored, so an import reproduces them)"
+        )
 
-    def run(self, file: str, *, actor_type: str | None, actor_id: str | None, snapshots: bool, **options: Any) -> None:
+    def run(self, file: str, *, actor_type: str | None, actor_id: str | None, snapshots: bool, upcast: bool, **options: Any) -> None:
         started = time.monotonic()
         with self.open_target(file) as write:
-            latest = self.export_events(write, actor_type, actor_id)
+            latest = self.export_events(write, actor_type, actor_id, upcast)
             if actor_id is not None and not latest:
                 raise CommandError(f"actor {actor_id!r} has no events (list the actors with manage.py eventstore_actors)")
             saved = self.export_snapshots(write, latest) if snapshots else 0
@@ -67,13 +70,13 @@ class Command(StoreCommand):
                 raise CommandError(f"cannot write {file}: {e}") from e
             raise
 
-    def export_events(self, write: Write, actor_type: str | None, actor_id: str | None) -> dict[str, int]:
+    def export_events(self, write: Write, actor_type: str | None, actor_id: str | None, upcast: bool) -> dict[str, int]:
         """Write the events up to the stream's current end; each exported actor's last version."""
         self.events = 0
         latest: dict[str, int] = {}
         upto = self.store.last_position()
         progress = Progress(self, upto, "exporting")
-        for page in read_pages(self.store, actor_type=actor_type, actor_id=actor_id, upto=upto):
+        for page in read_pages(self.store, actor_type=actor_type, actor_id=actor_id, upto=upto, upcast=upcast):
             for bad in page.errors:
                 self.stderr.write(f"skipped malformed message at position {bad.position} on {bad.subject}: {bad.reason}")
             if page.events:

@@ -192,7 +192,7 @@ class Command(StoreCommand):
         if not present:
             return
         first = present[0][1].version
-        stored = self.store.get_events(actor_id, first - 1, limit=len(present))  # type: ignore[operator]
+        stored = self.store.get_events(actor_id, first - 1, limit=len(present), upcast=False)  # type: ignore[operator]
         stored_ids = {e.version: e.id for e in stored}
         for number, event in present:
             if stored_ids.get(event.version) != event.id:

@@ -1,4 +1,4 @@
-"""``manage.py eventstore_verify [--type T] [--actor ACTOR_ID] [--format table|json]``: scan the events for problems; exit 1 when any."""
+"""``manage.py eventstore_verify [--type T] [--actor ACTOR_ID] [--upcast] [--format table|json]``: scan the events for problems; exit 1 when any."""
 
 from __future__ import annotations
 
@@ -6,16 +6,19 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from django_eventstore.core.events import Malformed
 from django_eventstore.core.limits import MAX_PAGE
 from django_eventstore.management.base import Progress, StoreCommand, plural
 from django_eventstore.paging import read_pages
+from django_eventstore.upcasting import registry
 
 
 class Command(StoreCommand):
     help = (
         "Check the events: malformed messages, headers disagreeing with bodies, versions out of order or with gaps, "
-        "snapshots ahead of their actor or of actors with no events. Prints one line per problem (--format json: a JSON list of them); "
-        "exit status 1 when it found any."
+        "snapshots ahead of their actor or of actors with no events; with --upcast, events an upcaster fails on. "
+        "Prints one line per problem (--format json: a JSON list of them); exit status 1 when it found any. "
+        "With encryption on, it also says how many events and snapshots are stored encrypted and how many in clear."
     )
     formats = ("table", "json")
 
@@ -23,12 +26,16 @@ class Command(StoreCommand):
         super().add_arguments(parser)
         parser.add_argument("--type", dest="actor_type", help="only actors of this type")
         parser.add_argument("--actor", dest="actor_id", help="only this actor")
+        parser.add_argument("--upcast", action="store_true", help="also run every upcaster over the events and report the ones it fails on")
 
-    def run(self, *args: Any, actor_type: str | None, actor_id: str | None, format: str, **options: Any) -> None:
+    def run(self, *args: Any, actor_type: str | None, actor_id: str | None, format: str, upcast: bool, **options: Any) -> None:
         self.format = format
+        self.upcast = upcast
         self.problems: list[dict[str, Any]] = []
         self.events = 0
         latest = self.check_events(actor_type, actor_id)
+        if self.store.encrypted:
+            self.report_encryption()
         snapshots = self.check_snapshots(latest, actor_type, actor_id)
         if actor_id is not None and not latest and not self.problems:
             raise CommandError(f"actor {actor_id!r} has no events (list the actors with manage.py eventstore_actors)")
@@ -54,11 +61,16 @@ class Command(StoreCommand):
         latest: dict[str, int] = {}
         upto = self.store.last_position()
         progress = Progress(self, upto, "verifying")
-        for page in read_pages(self.store, actor_type=actor_type, actor_id=actor_id, upto=upto):
+        for page in read_pages(self.store, actor_type=actor_type, actor_id=actor_id, upto=upto, upcast=False):
             for bad in page.errors:
                 self.problem("malformed_message", bad.position, f"malformed message: {bad.reason}", subject=bad.subject)
             self.events += len(page.events)
             for event in page.events:
+                if self.upcast:
+                    try:
+                        registry.upcast(event)
+                    except Malformed as e:
+                        self.problem("upcast_failed", event.position, str(e), actor_id=event.actor_id)
                 actor, version = event.actor_id or "", event.version or 0  # events read back carry both
                 previous = latest.get(actor, 0)
                 if version != previous + 1:
@@ -68,6 +80,15 @@ class Command(StoreCommand):
             progress.update(page.position, len(latest))
         progress.finish(len(latest))
         return latest
+
+    def report_encryption(self) -> None:
+        """How the stored data is kept: sealed with the actors' keys, or in clear (written before encryption was on)."""
+        census = self.store.census()
+        clear = f", {plural(len(census.plain_actors), 'actor')} with data in clear" if census.plain_actors else ""
+        self.note(
+            f"encryption: {census.events_sealed:,} events encrypted, {census.events_plain:,} in clear, {census.events_without_data:,} without data"
+            f"{clear}; {census.snapshots_sealed:,} snapshots encrypted, {census.snapshots_plain:,} in clear"
+        )
 
     def check_snapshots(self, latest: dict[str, int], actor_type: str | None, actor_id: str | None) -> int:
         """Report snapshots above their actor's latest version, or of actors with no events; how many were checked."""
