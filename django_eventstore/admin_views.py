@@ -6,22 +6,30 @@ return plain objects; ``admin.py`` checks permissions and renders them.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable
 
+from asgiref.sync import async_to_sync
 from django.core.paginator import Paginator
 from django.http import Http404, QueryDict
+from django.urls import NoReverseMatch, reverse
 from django.utils.http import urlencode
 
 from . import ActorSnapshot, ActorSummary, Event, InvalidActorId, MalformedMessage, SnapshotNotFound
 from .actor_urls import actor_id_from_segment, actor_segment
 from .core.backend import StreamSummary
 from .core.facade import EventStore
+from .core.limits import MAX_PAGE
 
 ACTORS_PER_PAGE = 100  # as the admin's list_per_page
 EVENTS_PER_PAGE = 50
 RAW_PREVIEW_CHARS = 4000
+DATA_PREVIEW_CHARS = 120  # the one-line preview of an event's data in its row
+SORT_LIMIT = 10_000  # actors a sort other than by id reads (each page of them one listing): past it, narrow the list first
 
 
 def actor_id_of(segment: str) -> str:
@@ -42,6 +50,15 @@ def pretty_json(value: Any) -> str:
         return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
     except RecursionError:
         return _one_line_json(value)
+
+
+def json_preview(value: Any, width: int = DATA_PREVIEW_CHARS) -> str:
+    """JSON on one line, cut to ``width`` characters with "…": what a row shows before its full JSON is opened."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    except RecursionError:
+        text = _one_line_json(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class _Text(str):
@@ -117,6 +134,7 @@ class NoSuchActor(Http404):
 class ActorRow:
     actor: ActorSummary
     url: str
+    last_event_at: datetime | None = None
 
     @property
     def type_label(self) -> str:
@@ -131,6 +149,18 @@ class Choice:
 
 
 @dataclass
+class Column:
+    """A header of the changelist: its label, and for a sortable column the link that sorts by it."""
+
+    label: str
+    field: str
+    numeric: bool = False
+    url: str = ""  # empty: not sortable
+    sorted: str = ""  # "ascending", "descending" or empty
+    unsort_url: str = ""
+
+
+@dataclass
 class ActorList:
     rows: list[ActorRow]
     total: int
@@ -139,41 +169,154 @@ class ActorList:
     page_links: list[tuple[int | str, str]]  # (number or the ellipsis, url or "")
     type_choices: list[Choice]
     params: dict[str, str]
+    columns: list[Column]
+    sort_choices: list[Choice]
+    notice: str = ""  # why the list is not in the order asked for
+
+
+# The changelist's orders (the ``o`` parameter): by id as text (the store's own order) when absent.
+SORTS = {
+    "": "Actor id (as text: 1, 10, 2)",
+    "natural": "Actor id (natural: 1, 2, 10)",
+    "-version": "Latest version, highest first",
+    "version": "Latest version, lowest first",
+    "-snapshot": "Snapshot version, highest first",
+    "snapshot": "Snapshot version, lowest first",
+}
+_DIGITS = re.compile(r"([0-9]+)")
+
+
+def natural_key(actor_id: str) -> tuple[tuple[str | int, ...], str]:
+    """Sort key of natural order: runs of digits compare as numbers (account-2 before account-10).
+
+    The id itself breaks ties (``a-01`` before ``a-1``), so the order is total:
+    pages cut from it hold every actor exactly once.
+    """
+    parts = _DIGITS.split(actor_id)  # text, digits, text, ...: the same kind at the same index
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), actor_id
+
+
+def _sort_key(order: str) -> Callable[[ActorSummary], Any]:
+    """The key of a sort of SORTS; versions tie-break on natural id order, a missing snapshot counts as 0."""
+    sign = -1 if order.startswith("-") else 1
+    if order.lstrip("-") == "version":
+        return lambda a: (sign * a.latest_version, natural_key(a.actor_id))
+    if order.lstrip("-") == "snapshot":
+        return lambda a: (sign * (a.snapshot_version or 0), natural_key(a.actor_id))
+    return lambda a: natural_key(a.actor_id)
+
+
+def every_actor(store: EventStore, actor_type: str | None, prefix: str | None, limit: int, batch: int = MAX_PAGE) -> list[ActorSummary] | None:
+    """Every actor matching the filters, or None when more than ``limit`` match.
+
+    The store lists in id order only; this walks its pages with the ``after``
+    cursor, so an actor added meanwhile is not read twice. Each page costs a
+    listing of the stream's subjects: the limit keeps the walk short.
+    """
+    actors: list[ActorSummary] = []
+    after = None
+    while True:
+        listing = store.list_actors(actor_type=actor_type, prefix=prefix, limit=batch, after=after)
+        if listing.total > limit:
+            return None
+        actors += listing.actors
+        if listing.next_after is None:
+            return actors
+        after = listing.next_after
+
+
+def last_event_times(store: EventStore, actors: list[ActorSummary]) -> dict[str, datetime]:
+    """When each actor's latest event was stored: its last event read back, for all the actors at once.
+
+    ``list_actors`` reads these messages but returns only their versions, so
+    this is one more read per actor, made concurrently.
+    """
+
+    async def read() -> list[list[Event]]:
+        return await asyncio.gather(*(store.aget_events(a.actor_id, max(a.latest_version - 1, 0), limit=1) for a in actors))
+
+    return {a.actor_id: events[-1].timestamp for a, events in zip(actors, async_to_sync(read)()) if events}
 
 
 def actor_list(store: EventStore, params: QueryDict, actor_url: Callable[[str], str]) -> ActorList:
-    """One page of actors for the changelist: ``q`` (id prefix), ``type`` and ``p`` (1-based page)."""
+    """One page of actors for the changelist: ``q`` (id prefix), ``type``, ``o`` (a sort of SORTS) and ``p`` (1-based page)."""
     prefix = params.get("q", "")
     actor_type = params.get("type", "")
+    order = params.get("o", "")
+    if order not in SORTS:
+        raise Http404(f"o must be one of {', '.join(repr(o) for o in SORTS if o)} (or absent: by id)")
     page = positive_int(params, "p") or 1
-    listing = store.list_actors(
-        actor_type=actor_type or None, prefix=prefix or None, limit=ACTORS_PER_PAGE, offset=(page - 1) * ACTORS_PER_PAGE
-    )
-    if page > 1 and not listing.actors:
+    start = (page - 1) * ACTORS_PER_PAGE
+    listing = store.list_actors(actor_type=actor_type or None, prefix=prefix or None, limit=ACTORS_PER_PAGE, offset=start)
+    actors, total, notice = listing.actors, listing.total, ""
+    if order and total > 1:
+        everyone = listing.actors if total <= ACTORS_PER_PAGE and page == 1 else every_actor(store, actor_type or None, prefix or None, SORT_LIMIT)
+        if everyone is None:
+            notice = (
+                f"{SORTS[order]}: sorting reads every matching actor, at most {SORT_LIMIT:,}, and {total:,} match. "
+                "Narrow the list with the type filter or a search; meanwhile it is sorted by actor id."
+            )
+            order = ""
+        else:
+            everyone = sorted(everyone, key=_sort_key(order))
+            actors, total = everyone[start : start + ACTORS_PER_PAGE], len(everyone)
+    if page > 1 and not actors:
         raise Http404(f"there is no page {page}")
-    kept = {"q": prefix, "type": actor_type}
-    paginator = Paginator(range(listing.total), ACTORS_PER_PAGE)
+    kept = {"q": prefix, "type": actor_type, "o": params.get("o", "")}
+    paginator = Paginator(range(total), ACTORS_PER_PAGE)
     page_links = [
         (n, "" if n == Paginator.ELLIPSIS else query_string(kept, p=n if n != 1 else None))
         for n in paginator.get_elided_page_range(page)
     ]
-    types = set(store.actor_types()).union(a.actor_type for a in listing.actors)  # the store reuses a listing made within a second
+    types = set(store.actor_types()).union(a.actor_type for a in actors)  # the store reuses a listing made within a second
     if actor_type:
         types.add(actor_type)
     choices = [Choice("All", query_string(kept, type=None), not actor_type)]
     choices += [Choice(type_label(t), query_string(kept, type=t), t == actor_type) for t in sorted(types)]
+    times = last_event_times(store, actors)
     return ActorList(
-        rows=[ActorRow(a, actor_url(actor_segment(a.actor_id))) for a in listing.actors],
-        total=listing.total,
+        rows=[ActorRow(a, actor_url(actor_segment(a.actor_id)), times.get(a.actor_id)) for a in actors],
+        total=total,
         page=page,
         page_count=paginator.num_pages,
         page_links=page_links,
         type_choices=choices,
         params=kept,
+        columns=_columns(kept, order),
+        sort_choices=[Choice(label, query_string(kept, o=o, p=None), o == order) for o, label in SORTS.items()],
+        notice=notice,
     )
 
 
+def _columns(kept: dict[str, str], order: str) -> list[Column]:
+    """The changelist's headers; a sortable one sorts by it (versions highest first), then the other way round."""
+
+    def sortable(label: str, field: str, first: str, numeric: bool = False) -> Column:
+        name = first.lstrip("-")
+        if order.lstrip("-") != name:
+            return Column(label, field, numeric, query_string(kept, o=first, p=None))
+        flipped = name if order.startswith("-") else "-" + name
+        toggle = query_string(kept, o=flipped if flipped in SORTS else None, p=None)
+        return Column(label, field, numeric, toggle, "descending" if order.startswith("-") else "ascending", query_string(kept, o=None, p=None))
+
+    return [
+        sortable("Actor id", "actor_id", "natural"),
+        Column("Type", "actor_type"),
+        sortable("Latest version", "latest_version", "-version", numeric=True),
+        sortable("Snapshot version", "snapshot_version", "-snapshot", numeric=True),
+        Column("Last event at (UTC)", "last_event_at"),
+    ]
+
+
 # ----- one actor -----
+
+
+def api_url(actor_id: str) -> str | None:
+    """The actor's URL in the REST API, or None when the project does not mount the API."""
+    try:
+        return reverse("django_eventstore:actor-detail", args=[actor_segment(actor_id)])
+    except NoReverseMatch:
+        return None
 
 
 @dataclass
@@ -185,8 +328,17 @@ class EventRow:
     malformed: MalformedMessage | None = None
 
     @property
+    def forgotten(self) -> bool:
+        """The actor was forgotten: the event is kept but its data is gone (None)."""
+        return self.event is not None and self.event.data is None
+
+    @property
     def data_json(self) -> str:
-        return pretty_json(self.event.data) if self.event else ""
+        return pretty_json(self.event.data) if self.event and not self.forgotten else ""
+
+    @property
+    def data_preview(self) -> str:
+        return json_preview(self.event.data) if self.event and not self.forgotten else ""
 
     @property
     def metadata_json(self) -> str:
@@ -255,6 +407,10 @@ class ActorView:
     @property
     def snapshot_json(self) -> str:
         return pretty_json(self.snapshot.state) if self.snapshot else ""
+
+    @property
+    def api_url(self) -> str | None:
+        return api_url(self.actor_id)
 
 
 def actor_page(store: EventStore, actor_id: str, params: QueryDict) -> ActorView:

@@ -84,9 +84,10 @@ def test_changelist_shows_actors_versions_snapshots_and_links(admin_client):
     row = re.search(r'field-actor_id"><a href="([^"]*)">order-2</a></th>(.*?)</tr>', html, re.S)
     assert row.group(1) == actor_url("order-2")
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", row.group(2))
-    assert cells == ["order", "3", "2"]
+    last_at = get_store().get_events("order-2")[-1].timestamp.strftime("%Y-%m-%d %H:%M:%S")
+    assert cells == ["order", "3", "2", last_at]
     user_cells = re.findall(r"<td[^>]*>([^<]*)</td>", re.search(r">user-9</a></th>(.*?)</tr>", html, re.S).group(1))
-    assert user_cells == ["user", "2", "none"]
+    assert user_cells[:3] == ["user", "2", "none"]
     assert "3 actors" in html
     assert reverse(OVERVIEW) in html
 
@@ -149,7 +150,8 @@ def test_actor_page_shows_latest_version_snapshot_and_pretty_events(admin_client
     assert "version 1, taken" in html
     assert json.dumps({"lines": 2, "status": "placed"}, indent=2, sort_keys=True).replace('"', "&quot;") in html
     assert versions_in(html) == ["1", "2"]
-    assert "<details><summary>data</summary><pre>" + json.dumps({"items": [1, 2], "total": 3}, indent=2, sort_keys=True).replace('"', "&quot;") in html
+    preview = '<code class="preview">{&quot;items&quot;: [1, 2], &quot;total&quot;: 3}</code></summary><pre>'
+    assert preview + json.dumps({"items": [1, 2], "total": 3}, indent=2, sort_keys=True).replace('"', "&quot;") in html
     assert "&quot;user&quot;: &quot;ann&quot;" in html
     events = store.get_events("order-7")
     assert events[0].id in html and events[1].id in html

@@ -10,9 +10,11 @@ from django.core.paginator import Paginator
 from django.db.models import Q, Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from django_eventstore import InvalidActorId, VersionConflictError, get_store
+from django_eventstore.actor_urls import actor_segment
 from django_eventstore.aggregates import UnhandledEvent
 from django_eventstore.projections import ProjectionTimeout, wait_for
 
@@ -34,8 +36,18 @@ def home(request: HttpRequest) -> HttpResponse:
         accounts = accounts.filter(Q(owner__icontains=query) | Q(account_id=query))
     page = Paginator(accounts, PAGE_SIZE).get_page(request.GET.get("page"))
     total = accounts.exclude(status="unreadable").aggregate(total=Sum("balance"))["total"] or 0
-    context = {"page": page, "query": query, "total": format_cents(total), "max_owner_length": MAX_OWNER_LENGTH}
+    rows = [(account, actor_links(account.account_id)) for account in page]
+    context = {"page": page, "rows": rows, "query": query, "total": format_cents(total), "max_owner_length": MAX_OWNER_LENGTH}
     return render(request, "bank/home.html", context)
+
+
+def actor_links(actor_id: str) -> dict[str, str]:
+    """Where the account is seen as the event store holds it: its admin page and its REST API URL."""
+    segment = actor_segment(actor_id)
+    return {
+        "admin": reverse("admin:django_eventstore_actor_actor", args=[segment]),
+        "api": reverse("django_eventstore:actor-detail", args=[segment]),
+    }
 
 
 def _wait_for_list(request: HttpRequest, account: Account) -> None:
@@ -74,12 +86,12 @@ def _account_page(request: HttpRequest, account_id: str) -> HttpResponse:
         account = Account.load(account_id)
     except UNREADABLE as e:
         history = get_store().get_events(account_id)
-        context = {"account_id": account_id, "reason": str(e), "history": reversed(history)}
+        context = {"account_id": account_id, "reason": str(e), "history": reversed(history), "links": actor_links(account_id)}
         return render(request, "bank/unreadable.html", context, status=409)
     if not account.version:
         raise Http404(f"{account_id} does not exist")
     history = get_store().get_events(account_id)
-    return render(request, "bank/account.html", {"account": account, "history": reversed(history)})
+    return render(request, "bank/account.html", {"account": account, "history": reversed(history), "links": actor_links(account_id)})
 
 
 COMMANDS: dict[str, Callable[..., None]] = {"deposit": Account.deposit, "withdraw": Account.withdraw, "close": Account.close}
