@@ -58,6 +58,7 @@ class MemoryBackend:
     """The stream primitives over dicts, under one lock."""
 
     max_payload = 1024 * 1024
+    never_suspends = True  # its coroutines finish without yielding: callers may drive them with run_now
 
     def __init__(self, subjects: Subjects, stream: str = "EVENTSTORE", snapshots_keep: int = 1, key_bucket: str | None = None):
         self._lock = threading.RLock()
