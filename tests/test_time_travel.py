@@ -363,3 +363,14 @@ def test_admin_has_no_state_section_for_types_without_aggregate(admin_client):
 def test_admin_event_that_changed_nothing_says_so(admin_client):
     build("ttledger-27", [("tag", ("a", 1)), ("tag", ("a", 1))])
     assert "The event changed nothing in the state." in admin_page(admin_client, "ttledger-27")
+
+
+def test_a_forgotten_actor_says_its_data_was_forgotten(settings, admin_client):
+    from cryptography.fernet import Fernet
+
+    settings.EVENTSTORE = {**settings.EVENTSTORE, "ENCRYPTION": {"MASTER_KEY": Fernet.generate_key().decode()}}
+    build("ttledger-28", [("add", 1), ("add", 2)])
+    get_store().forget("ttledger-28")
+    with pytest.raises(ReplayStopped, match=r"Replay stopped at version 1: its data was forgotten \(TypeError: "):
+        state_at("ttledger-28", 1)
+    assert "Replay stopped at version 1: its data was forgotten" in admin_page(admin_client, "ttledger-28")
