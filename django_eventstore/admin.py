@@ -25,6 +25,7 @@ from . import (
     admin_projections,  # noqa: F401 - registers the "Projections" admin
     get_store,
 )
+from . import admin_live as live
 from . import admin_views as pages
 from .admin_state import state_section
 from .middleware import RETRY_AFTER_SECONDS
@@ -57,6 +58,8 @@ class ActorAdmin(admin.ModelAdmin):
             path("", wrap(self.changelist_view), name=f"{name}_changelist"),
             # Two segments: an actor's token (one segment, no "/") can never take this route.
             path("stream/overview/", wrap(self.overview_view), name=f"{name}_overview"),
+            path("stream/live/", wrap(self.live_view), name=f"{name}_live"),
+            path("stream/live/events/", wrap(self.live_events_view), name=f"{name}_live_events"),
             path("<str:token>/", wrap(self.actor_view), name=f"{name}_actor"),
         ]
 
@@ -75,6 +78,7 @@ class ActorAdmin(admin.ModelAdmin):
             "title": title,
             "changelist_url": self._url("changelist"),
             "overview_url": self._url("overview"),
+            "live_url": self._url("live"),
             "crumbs": crumbs,
         }
         try:
@@ -117,3 +121,18 @@ class ActorAdmin(admin.ModelAdmin):
 
     def overview_view(self, request: HttpRequest) -> HttpResponse:
         return self._render(request, "overview.html", "Stream overview", lambda: pages.stream_rows(get_store()))
+
+    def live_view(self, request: HttpRequest) -> HttpResponse:
+        """New events as they are stored (``?actor_id=`` for one actor's), shown by live.js."""
+
+        def build() -> dict[str, Any]:
+            page = live.live_page(get_store(), request.GET, self._url("live_events"), lambda token: self._url("actor", token))
+            return {"live": page, "title": f"Live events of {page.flt.actor_id}" if page.flt.actor_id else "Live events"}
+
+        return self._render(request, "live.html", "Live events", build)
+
+    def live_events_view(self, request: HttpRequest) -> HttpResponse:
+        """The live page's Server-Sent Events: staff with the view permission, as the other pages."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return live.live_events(request, get_store())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from django_eventstore import ActorSnapshot, Event, get_store
 
@@ -90,3 +90,71 @@ def test_browse_actors_filter_open_actor_and_page_events(admin_user: User, brows
     shot = tmp_path / "actor.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+
+
+def log_in(page: Page, url: str) -> None:
+    page.goto(f"{url}/admin/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "secret-pw")
+    page.click("input[type=submit]")
+    expect(page.locator("#user-tools")).to_contain_text("admin")
+
+
+def test_live_page_shows_new_events_on_top_within_2_s_and_pause_stops_them(admin_user: User, browser: Browser, live_server, tmp_path: Path):
+    store = get_store()
+    store.save_event(Event(actor_id="order-1", event_type="Placed", version=1, data={"before": "the page"}))
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page, witness = context.new_page(), context.new_page()  # one session; the witness stays live while the page is paused
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/django_eventstore/actor/stream/overview/")
+    page.locator("#live-link").click()
+    expect(page.locator("#live-status")).to_have_text("Live")
+    expect(page.locator("#live_events tr.waiting")).to_have_count(1)  # events stored before the page are not shown
+
+    rows = page.locator("#live_events tbody tr.event")
+    hostile = {"<img src=x onerror=alert(1)>": "<script>alert(2)</script>"}
+    store.save_event(Event(actor_id="order-1", event_type="Paid", version=2, data=hostile))
+    expect(rows).to_have_count(1, timeout=2000)
+    expect(rows.first.locator("td").nth(1)).to_have_text("order-1")
+    expect(rows.first.locator("td").nth(3)).to_have_text("Paid")
+    expect(rows.first.locator("code.preview")).to_have_text('{"<img src=x onerror=alert(1)>":"<script>alert(2)</script>"}')
+    assert page.locator("#live_events img, #live_events script").count() == 0  # shown as text, never as HTML
+    store.save_event(Event(actor_id="user-ü/1", event_type="Joined", version=1, data={"n": 3}))
+    expect(rows).to_have_count(2, timeout=2000)
+    expect(rows.first.locator("td").nth(1)).to_have_text("user-ü/1")  # newest on top
+    page.screenshot(path=str(tmp_path / "live.png"), full_page=True)
+
+    witness.goto(page.url)
+    expect(witness.locator("#live-status")).to_have_text("Live")
+    page.locator("#live-toggle").click()
+    expect(page.locator("#live-status")).to_have_text("Paused")
+    store.save_event(Event(actor_id="order-1", event_type="Shipped", version=3, data={}))
+    expect(witness.locator("#live_events tbody tr.event")).to_have_count(1, timeout=2000)  # the event was sent out...
+    expect(rows).to_have_count(2)  # ...and the paused page did not take it
+    expect(rows.first.locator("td").nth(3)).to_have_text("Joined")
+    page.locator("#live-toggle").click()  # resume: what came meanwhile, from the last event shown
+    expect(rows).to_have_count(3, timeout=2000)
+    expect(rows.first.locator("td").nth(3)).to_have_text("Shipped")
+    expect(page.locator("#live-count")).to_have_text("3")
+
+    rows.nth(1).locator("td").nth(1).locator("a").click()  # user-ü/1's actor page
+    expect(page.locator("#actor-id")).to_have_text("user-ü/1")
+    context.close()
+
+
+def test_live_page_of_one_actor_from_its_actor_page(admin_user: User, browser: Browser, live_server):
+    store = get_store()
+    store.save_event(Event(actor_id="order-1", event_type="Placed", version=1, data={}))
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/django_eventstore/actor/order-1/")
+    page.locator("#live-link").click()
+    expect(page.locator("#live h2")).to_contain_text("of actor order-1")
+    expect(page.locator("#live-status")).to_have_text("Live")
+    store.save_event(Event(actor_id="order-2", event_type="Placed", version=1, data={}))  # the same type, another actor
+    store.save_event(Event(actor_id="order-1", event_type="Paid", version=2, data={"total": 3}))
+    rows = page.locator("#live_events tbody tr.event")
+    expect(rows).to_have_count(1, timeout=2000)  # order-2's event came first in the stream, and was left out
+    expect(rows.first.locator("td").nth(1)).to_have_text("order-1")
+    page.locator("#live_events details summary").click()
+    expect(page.locator("#live_events details pre")).to_contain_text('"total": 3')
