@@ -1,0 +1,369 @@
+"""The store's HTTP endpoints against a bare DRF view, under gunicorn (WSGI) and uvicorn (ASGI), in one run.
+
+    python bench/http_bench.py [--rounds 3] [--requests 1000] [--concurrency 2] [--workers 2] [--servers gunicorn,uvicorn]
+    python bench/http_bench.py --profile [--requests 1000]
+
+Starts a throw-away nats-server, then serves the project in bench/http_project/
+(the store's API and a bare DRF ``APIView`` returning a constant, with the same
+authentication and permission classes) under gunicorn (``--workers`` sync
+workers) and uvicorn (``--workers`` processes), each on a free loopback port,
+and stops them after. The load comes from this script: ``--concurrency``
+threads, each with its own ``http.client`` connection (kept alive where the
+server allows it: gunicorn's sync workers close it after every response),
+sending its share of ``--requests`` one after the other. Per server and round it
+measures, in an order that rotates from round to round:
+
+- GET ``bare/`` (the bare view);
+- POST ``api/eventstore/actors/<id>/events/``: each thread writes the next
+  version of its own actor, so every request stores one event;
+- GET ``api/eventstore/actors/<id>/version/`` of an actor with one event.
+
+It prints requests/s, median and p99 latency (medians over the rounds) and each
+endpoint's median latency over the bare view's (the median of the rounds'
+ratios; goal at most 1.5).
+
+``--profile`` runs no server: it profiles the three requests in this process
+with cProfile through Django's test client (WSGI, the path of one gunicorn
+worker) and prints where the request thread's time goes. cProfile sees one
+thread: the store's work on its event-loop thread shows as the request thread
+waiting for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import http.client
+import json
+import os
+import pstats
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from django_eventstore.testing import NatsServer, free_port, stop_process, wait_for_port  # noqa: E402
+
+HOST = "127.0.0.1"
+API = "/api/eventstore"
+READ_ACTOR = "bench-read"
+GOAL = 1.5
+SERVERS = ("gunicorn", "uvicorn")
+ENDPOINTS = ("GET bare DRF view", "POST actors/<id>/events/", "GET actors/<id>/version/")
+BARE = ENDPOINTS[0]
+
+
+@dataclass
+class Target:
+    """One running server: its name, port and credentials."""
+
+    name: str
+    ports: list[int]  # client thread i uses ports[i % len(ports)]
+    token: str
+
+    def connect(self, i: int, timeout: float = 30) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(HOST, self.ports[i % len(self.ports)], timeout=timeout)
+
+
+@dataclass
+class Sample:
+    """One endpoint on one server in one round."""
+
+    rate: float
+    median_ms: float
+    p99_ms: float
+
+
+@dataclass
+class Writer:
+    """A client thread's own actor and the version it writes next."""
+
+    actor: str
+    version: int = 1
+
+
+@dataclass
+class Results:
+    samples: dict[tuple[str, str], list[Sample]] = field(default_factory=dict)
+    ratios: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+
+
+def server_command(server: str, port: int, workers: int) -> list[str]:
+    """The command line that serves the bench project under gunicorn (`workers` sync workers) or uvicorn (one process) on HOST:port."""
+    if server == "gunicorn":
+        return [sys.executable, "-m", "gunicorn", "bench.http_project.wsgi:application", "--bind", f"{HOST}:{port}", "--workers", str(workers), "--worker-class", "sync"]
+    return [sys.executable, "-m", "uvicorn", "bench.http_project.asgi:application", "--host", HOST, "--port", str(port), "--lifespan", "off", "--no-access-log"]
+
+
+@contextlib.contextmanager
+def serve(server: str, workers: int, env: dict[str, str], log_dir: Path) -> Iterator[list[int]]:
+    """Run a server until the block ends: gunicorn with its workers on one port, uvicorn as one process per worker, each on its own port.
+
+    uvicorn's own ``--workers`` is not used: its supervisor binds the socket so that
+    accepted connections lack TCP_NODELAY, and every response then waits about 40 ms
+    for the client's delayed ACK (uvicorn issue 3149); single-process uvicorn is unaffected.
+    """
+    processes: list[subprocess.Popen[bytes]] = []
+    ports: list[int] = []
+    try:
+        for i in range(1 if server == "gunicorn" else workers):
+            port = free_port(HOST)
+            log_path = log_dir / f"{server}-{i}.log"
+            with open(log_path, "wb") as log:
+                processes.append(subprocess.Popen(server_command(server, port, workers), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+            try:
+                wait_for_port(HOST, port, 30, processes[-1])
+            except (RuntimeError, TimeoutError) as e:
+                raise RuntimeError(f"{server} did not start: {e}\n{log_path.read_text()}") from None
+            ports.append(port)
+        yield ports
+    finally:
+        for process in processes:
+            stop_process(process)
+
+
+def request(conn: http.client.HTTPConnection, method: str, path: str, token: str, body: bytes | None = None) -> tuple[int, bytes]:
+    """One request on a kept connection (http.client reopens it when the server closed it)."""
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    conn.request(method, path, body=body, headers=headers)
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def load(target: Target, endpoint: str, n: int, concurrency: int, writers: list[Writer]) -> Sample:
+    """n requests of one endpoint from `concurrency` threads; every answer must be the endpoint's success status."""
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    failures: list[str] = []
+    start = threading.Barrier(concurrency + 1)
+    done = threading.Barrier(concurrency + 1)
+
+    def client(i: int) -> None:
+        conn = target.connect(i)
+        mine = latencies[i]
+        try:
+            start.wait()
+            for _ in range(n // concurrency + (i < n % concurrency)):
+                if endpoint == BARE:
+                    method, path, body, ok = "GET", "/bare/", None, 200
+                elif endpoint == ENDPOINTS[1]:
+                    w = writers[i]
+                    method, path, ok = "POST", f"{API}/actors/{w.actor}/events/", 201
+                    body = json.dumps({"event_type": "Bench", "version": w.version, "data": {"i": w.version}}).encode()
+                else:
+                    method, path, body, ok = "GET", f"{API}/actors/{READ_ACTOR}/version/", None, 200
+                t0 = time.perf_counter()
+                status, content = request(conn, method, path, target.token, body)
+                mine.append(time.perf_counter() - t0)
+                if status != ok:
+                    failures.append(f"{method} {path}: {status} {content[:300]!r}")
+                    return
+                if endpoint == ENDPOINTS[1]:
+                    writers[i].version += 1
+        except Exception as e:  # noqa: BLE001 - reported by the main thread, which raises
+            failures.append(f"{endpoint}: {type(e).__name__}: {e}")
+        finally:
+            conn.close()
+            done.wait()
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    done.wait()
+    elapsed = time.perf_counter() - t0
+    if failures:
+        raise RuntimeError(f"{target.name}: {len(failures)} request(s) failed, first: {failures[0]}")
+    flat = sorted(x for part in latencies for x in part)
+    p99 = flat[min(len(flat) - 1, round(0.99 * (len(flat) - 1)))]
+    return Sample(len(flat) / elapsed, statistics.median(flat) * 1000, p99 * 1000)
+
+
+def warm_up(target: Target, concurrency: int, writers: list[Writer], workers: int) -> None:
+    """Touch every endpoint on every worker (imports, the store's connection, the stream's setup) before measuring."""
+    for i in range(len(target.ports)):
+        conn = target.connect(i, timeout=60)
+        status, content = request(conn, "GET", f"{API}/actors/{READ_ACTOR}/version/", target.token)
+        if status != 200:
+            raise RuntimeError(f"{target.name}: GET version/ answered {status}: {content[:300]!r}")
+        if json.loads(content)["latest_version"] == 0:
+            body = json.dumps({"event_type": "Bench", "version": 1, "data": {}}).encode()
+            status, content = request(conn, "POST", f"{API}/actors/{READ_ACTOR}/events/", target.token, body)
+            if status != 201:
+                raise RuntimeError(f"{target.name}: the first POST answered {status}: {content[:300]!r}")
+        conn.close()
+    for endpoint in ENDPOINTS:
+        load(target, endpoint, 20 * workers * concurrency, concurrency, writers)
+
+
+def measure(targets: list[Target], rounds: int, n: int, concurrency: int, workers: int) -> Results:
+    """Alternate servers and endpoints, rotating their order each round; keep every round's figures."""
+    writers = {t.name: [Writer(f"http-{t.name}-{uuid.uuid4().hex[:6]}-{i}") for i in range(concurrency)] for t in targets}
+    for t in targets:
+        warm_up(t, concurrency, writers[t.name], workers)
+    results = Results()
+    pairs = [(t, e) for e in ENDPOINTS for t in targets]
+    for r in range(rounds):
+        shift = r % len(pairs)
+        this_round: dict[tuple[str, str], Sample] = {}
+        for target, endpoint in pairs[shift:] + pairs[:shift]:
+            this_round[(target.name, endpoint)] = load(target, endpoint, n, concurrency, writers[target.name])
+        for (server, endpoint), sample in this_round.items():
+            results.samples.setdefault((server, endpoint), []).append(sample)
+            results.ratios.setdefault((server, endpoint), []).append(sample.median_ms / this_round[(server, BARE)].median_ms)
+    return results
+
+
+def report(results: Results, servers: list[str], args: argparse.Namespace) -> None:
+    print(f"{args.requests} requests per row and round from {args.concurrency} client threads (http.client), {args.workers} workers per server, medians of {args.rounds} rounds")
+    print(f"{'server':<9} {'endpoint':<26} {'req/s':>8} {'median ms':>10} {'p99 ms':>8} {'/ bare':>7}  goal")
+    for server in servers:
+        for endpoint in ENDPOINTS:
+            samples = results.samples[(server, endpoint)]
+            ratio = statistics.median(results.ratios[(server, endpoint)])
+            verdict = "" if endpoint == BARE else ("ok" if ratio <= GOAL else "MISSED") + f" (<= {GOAL})"
+            print(
+                f"{server:<9} {endpoint:<26} {statistics.median(s.rate for s in samples):>8,.0f} {statistics.median(s.median_ms for s in samples):>10.2f}"
+                f" {statistics.median(s.p99_ms for s in samples):>8.2f} {ratio:>6.2f}x  {verdict}"
+            )
+    print("ratios per round (endpoint median latency / bare view's):")
+    for server in servers:
+        for endpoint in ENDPOINTS[1:]:
+            print(f"  {server:<9} {endpoint:<26} " + ", ".join(f"{x:.2f}" for x in results.ratios[(server, endpoint)]))
+
+
+def run(args: argparse.Namespace) -> None:
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    unknown = sorted(set(servers) - set(SERVERS))
+    if unknown or not servers:
+        raise SystemExit(f"--servers: {', '.join(unknown) or 'none given'} not among {', '.join(SERVERS)}")
+    token = secrets.token_hex(16)
+    stream = f"HTTPBENCH{uuid.uuid4().hex[:8].upper()}"
+    with NatsServer() as nats_server, tempfile.TemporaryDirectory(prefix="http-bench-") as logs, contextlib.ExitStack() as stack:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+            "DJANGO_SETTINGS_MODULE": "bench.http_project.settings",
+            "BENCH_NATS_URL": nats_server.url,
+            "BENCH_STREAM": stream,
+            "BENCH_TOKEN": token,
+        }
+        targets = [Target(s, stack.enter_context(serve(s, args.workers, env, Path(logs))), token) for s in servers]
+        results = measure(targets, args.rounds, args.requests, args.concurrency, args.workers)
+    report(results, servers, args)
+
+
+def profile(args: argparse.Namespace) -> None:
+    """cProfile of the three requests through Django's test client in this process (one WSGI worker's path)."""
+    token = secrets.token_hex(16)
+    stream = f"HTTPPROF{uuid.uuid4().hex[:8].upper()}"
+    with NatsServer() as nats_server:
+        os.environ.update(
+            DJANGO_SETTINGS_MODULE="bench.http_project.settings", BENCH_NATS_URL=nats_server.url, BENCH_STREAM=stream, BENCH_TOKEN=token
+        )
+        import django
+
+        django.setup()
+        from django.test import Client
+
+        from django_eventstore import get_store
+
+        client = Client(HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_ACCEPT="application/json")
+        writer = Writer(f"prof-{uuid.uuid4().hex[:6]}")
+
+        def post() -> None:
+            body = json.dumps({"event_type": "Bench", "version": writer.version, "data": {"i": writer.version}})
+            assert client.post(f"{API}/actors/{writer.actor}/events/", body, content_type="application/json").status_code == 201
+            writer.version += 1
+
+        calls = {
+            BARE: lambda: client.get("/bare/"),
+            ENDPOINTS[1]: post,
+            ENDPOINTS[2]: lambda: client.get(f"{API}/actors/{READ_ACTOR}/version/"),
+        }
+        post_read = client.post(f"{API}/actors/{READ_ACTOR}/events/", json.dumps({"event_type": "Bench", "version": 1, "data": {}}), content_type="application/json")
+        assert post_read.status_code == 201, post_read.content
+        for call in calls.values():  # warm up
+            for _ in range(50):
+                call()
+        print(f"cProfile, {args.requests} requests each through Django's test client (WSGI), the request thread only")
+        for endpoint, call in calls.items():
+            t0 = time.perf_counter()
+            for _ in range(args.requests):
+                call()
+            plain = (time.perf_counter() - t0) / args.requests * 1e6
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(args.requests):
+                call()
+            profiler.disable()
+            print(f"\n== {endpoint}: {plain:,.0f} µs a request without the profiler")
+            print_buckets(pstats.Stats(profiler), args.requests)
+        get_store().close()
+
+
+BUCKETS = (
+    ("asgiref (async_to_sync / sync_to_async)", ("asgiref",)),
+    ("asyncio (a loop per async view)", ("asyncio",)),
+    ("django_eventstore", ("django_eventstore",)),
+    ("rest_framework", ("rest_framework",)),
+    ("django", ("django",)),
+)
+WAITING = "waiting (the store's loop, a thread)"
+
+
+def bucket_of(function: str, filename: str) -> str:
+    """The package a profiled function belongs to; a lock's acquire is the request thread waiting for another thread."""
+    if filename == "~" and "acquire" in function:
+        return WAITING
+    return next((name for name, parts in BUCKETS if any(f"/{p}/" in filename for p in parts)), "other (stdlib, builtins)")
+
+
+def print_buckets(stats: pstats.Stats, n: int) -> None:
+    """Own time (tottime) per request, grouped by package, then the ten costliest functions."""
+    functions = stats.get_stats_profile().func_profiles
+    totals: dict[str, float] = {}
+    for function, p in functions.items():
+        bucket = bucket_of(function, p.file_name)
+        totals[bucket] = totals.get(bucket, 0.0) + p.tottime
+    whole = sum(totals.values())
+    for bucket, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"  {bucket:<42} {seconds / n * 1e6:>7,.0f} µs  {seconds / whole:>4.0%}")
+    print("  costliest functions (own time per request):")
+    for function, p in sorted(functions.items(), key=lambda kv: -kv[1].tottime)[:10]:
+        calls = int(str(p.ncalls).split("/")[0])
+        print(f"    {p.tottime / n * 1e6:>6,.0f} µs  {calls / n:>5.1f} calls  {function}  {p.file_name.replace(str(ROOT) + '/', '')}:{p.line_number}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; the table shows medians")
+    parser.add_argument("--requests", type=int, default=1000, help="requests per endpoint, server and round")
+    parser.add_argument("--concurrency", type=int, default=2, help="client threads, each with its own connection")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes of each server")
+    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated: gunicorn, uvicorn")
+    parser.add_argument("--profile", action="store_true", help="profile the requests in-process (test client, cProfile) instead")
+    args = parser.parse_args()
+    for name in ("rounds", "requests", "concurrency", "workers"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, not {getattr(args, name)}")
+    if args.requests < args.concurrency:
+        parser.error(f"--requests ({args.requests}) must be at least --concurrency ({args.concurrency})")
+    profile(args) if args.profile else run(args)
+
+
+if __name__ == "__main__":
+    main()
