@@ -35,6 +35,7 @@ import argparse
 import contextlib
 import cProfile
 import http.client
+import io
 import json
 import os
 import pstats
@@ -49,6 +50,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -60,8 +62,41 @@ API = "/api/eventstore"
 READ_ACTOR = "bench-read"
 GOAL = 1.5
 SERVERS = ("gunicorn", "uvicorn")
-ENDPOINTS = ("GET bare DRF view", "POST actors/<id>/events/", "GET actors/<id>/version/")
-BARE = ENDPOINTS[0]
+
+
+@dataclass
+class Writer:
+    """A client thread's own actor and the version it writes next."""
+
+    actor: str
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A measured request: ``{actor}`` in the path is the client thread's own actor; a write stores its next version."""
+
+    label: str
+    method: str
+    path: str
+    ok: int
+    writes: bool = False
+
+    def next_request(self, writer: Writer) -> tuple[str, str, bytes | None]:
+        """Method, path and body of the next request of the thread that owns `writer`."""
+        if not self.writes:
+            return self.method, self.path, None
+        body = json.dumps({"event_type": "Bench", "version": writer.version, "data": {"i": writer.version}}).encode()
+        return self.method, self.path.format(actor=writer.actor), body
+
+
+BARE = Endpoint("GET bare DRF view", "GET", "/bare/", 200)
+ENDPOINTS = (
+    BARE,
+    Endpoint("POST actors/<id>/events/", "POST", f"{API}/actors/{{actor}}/events/", 201, writes=True),
+    Endpoint("GET actors/<id>/version/", "GET", f"{API}/actors/{READ_ACTOR}/version/", 200),
+    SYNC_VERSION := Endpoint("GET version/ as a sync view", "GET", f"/sync-version/{READ_ACTOR}/", 200),
+)
 
 
 @dataclass
@@ -86,17 +121,9 @@ class Sample:
 
 
 @dataclass
-class Writer:
-    """A client thread's own actor and the version it writes next."""
-
-    actor: str
-    version: int = 1
-
-
-@dataclass
 class Results:
-    samples: dict[tuple[str, str], list[Sample]] = field(default_factory=dict)
-    ratios: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    samples: dict[tuple[str, Endpoint], list[Sample]] = field(default_factory=dict)
+    ratios: dict[tuple[str, Endpoint], list[float]] = field(default_factory=dict)
 
 
 def server_command(server: str, port: int, workers: int) -> list[str]:
@@ -143,7 +170,7 @@ def request(conn: http.client.HTTPConnection, method: str, path: str, token: str
     return response.status, response.read()
 
 
-def load(target: Target, endpoint: str, n: int, concurrency: int, writers: list[Writer]) -> Sample:
+def load(target: Target, endpoint: Endpoint, n: int, concurrency: int, writers: list[Writer]) -> Sample:
     """n requests of one endpoint from `concurrency` threads; every answer must be the endpoint's success status."""
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     failures: list[str] = []
@@ -152,28 +179,20 @@ def load(target: Target, endpoint: str, n: int, concurrency: int, writers: list[
 
     def client(i: int) -> None:
         conn = target.connect(i)
-        mine = latencies[i]
+        mine, writer = latencies[i], writers[i]
         try:
             start.wait()
             for _ in range(n // concurrency + (i < n % concurrency)):
-                if endpoint == BARE:
-                    method, path, body, ok = "GET", "/bare/", None, 200
-                elif endpoint == ENDPOINTS[1]:
-                    w = writers[i]
-                    method, path, ok = "POST", f"{API}/actors/{w.actor}/events/", 201
-                    body = json.dumps({"event_type": "Bench", "version": w.version, "data": {"i": w.version}}).encode()
-                else:
-                    method, path, body, ok = "GET", f"{API}/actors/{READ_ACTOR}/version/", None, 200
+                method, path, body = endpoint.next_request(writer)
                 t0 = time.perf_counter()
                 status, content = request(conn, method, path, target.token, body)
                 mine.append(time.perf_counter() - t0)
-                if status != ok:
+                if status != endpoint.ok:
                     failures.append(f"{method} {path}: {status} {content[:300]!r}")
                     return
-                if endpoint == ENDPOINTS[1]:
-                    writers[i].version += 1
+                writer.version += endpoint.writes
         except Exception as e:  # noqa: BLE001 - reported by the main thread, which raises
-            failures.append(f"{endpoint}: {type(e).__name__}: {e}")
+            failures.append(f"{endpoint.label}: {type(e).__name__}: {e}")
         finally:
             conn.close()
             done.wait()
@@ -218,31 +237,38 @@ def measure(targets: list[Target], rounds: int, n: int, concurrency: int, worker
     pairs = [(t, e) for e in ENDPOINTS for t in targets]
     for r in range(rounds):
         shift = r % len(pairs)
-        this_round: dict[tuple[str, str], Sample] = {}
+        this_round: dict[tuple[str, Endpoint], Sample] = {}
         for target, endpoint in pairs[shift:] + pairs[:shift]:
             this_round[(target.name, endpoint)] = load(target, endpoint, n, concurrency, writers[target.name])
-        for (server, endpoint), sample in this_round.items():
-            results.samples.setdefault((server, endpoint), []).append(sample)
-            results.ratios.setdefault((server, endpoint), []).append(sample.median_ms / this_round[(server, BARE)].median_ms)
+        for key, sample in this_round.items():
+            results.samples.setdefault(key, []).append(sample)
+            results.ratios.setdefault(key, []).append(sample.median_ms / this_round[(key[0], BARE)].median_ms)
     return results
 
 
 def report(results: Results, servers: list[str], args: argparse.Namespace) -> None:
     print(f"{args.requests} requests per row and round from {args.concurrency} client threads (http.client), {args.workers} workers per server, medians of {args.rounds} rounds")
-    print(f"{'server':<9} {'endpoint':<26} {'req/s':>8} {'median ms':>10} {'p99 ms':>8} {'/ bare':>7}  goal")
+    print(f"{'server':<9} {'endpoint':<28} {'req/s':>8} {'median ms':>10} {'p99 ms':>8} {'/ bare':>7}  goal")
     for server in servers:
         for endpoint in ENDPOINTS:
             samples = results.samples[(server, endpoint)]
             ratio = statistics.median(results.ratios[(server, endpoint)])
-            verdict = "" if endpoint == BARE else ("ok" if ratio <= GOAL else "MISSED") + f" (<= {GOAL})"
             print(
-                f"{server:<9} {endpoint:<26} {statistics.median(s.rate for s in samples):>8,.0f} {statistics.median(s.median_ms for s in samples):>10.2f}"
-                f" {statistics.median(s.p99_ms for s in samples):>8.2f} {ratio:>6.2f}x  {verdict}"
+                f"{server:<9} {endpoint.label:<28} {statistics.median(s.rate for s in samples):>8,.0f} {statistics.median(s.median_ms for s in samples):>10.2f}"
+                f" {statistics.median(s.p99_ms for s in samples):>8.2f} {ratio:>6.2f}x  {verdict(endpoint, ratio)}"
             )
     print("ratios per round (endpoint median latency / bare view's):")
     for server in servers:
         for endpoint in ENDPOINTS[1:]:
-            print(f"  {server:<9} {endpoint:<26} " + ", ".join(f"{x:.2f}" for x in results.ratios[(server, endpoint)]))
+            print(f"  {server:<9} {endpoint.label:<28} " + ", ".join(f"{x:.2f}" for x in results.ratios[(server, endpoint)]))
+
+
+def verdict(endpoint: Endpoint, ratio: float) -> str:
+    if endpoint is BARE:
+        return ""
+    if endpoint is SYNC_VERSION:
+        return "(bench only: the view the API could have)"
+    return ("ok" if ratio <= GOAL else "MISSED") + f" (<= {GOAL})"
 
 
 def run(args: argparse.Namespace) -> None:
@@ -266,53 +292,80 @@ def run(args: argparse.Namespace) -> None:
     report(results, servers, args)
 
 
+def wsgi_call(application: Any, method: str, path: str, body: bytes | None, token: str) -> int:
+    """One request straight through Django's WSGI handler, as a gunicorn worker makes it; returns the status."""
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": HOST,
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": HOST,
+        "HTTP_AUTHORIZATION": f"Bearer {token}",
+        "HTTP_ACCEPT": "application/json",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body or b"")),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body or b""),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    statuses: list[str] = []
+    result = application(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    try:
+        b"".join(result)
+    finally:
+        result.close()
+    return int(statuses[0].split()[0])
+
+
 def profile(args: argparse.Namespace) -> None:
-    """cProfile of the three requests through Django's test client in this process (one WSGI worker's path)."""
+    """cProfile of each endpoint's requests through Django's WSGI handler in this process: one gunicorn worker's path."""
     token = secrets.token_hex(16)
-    stream = f"HTTPPROF{uuid.uuid4().hex[:8].upper()}"
     with NatsServer() as nats_server:
         os.environ.update(
-            DJANGO_SETTINGS_MODULE="bench.http_project.settings", BENCH_NATS_URL=nats_server.url, BENCH_STREAM=stream, BENCH_TOKEN=token
+            DJANGO_SETTINGS_MODULE="bench.http_project.settings",
+            BENCH_NATS_URL=nats_server.url,
+            BENCH_STREAM=f"HTTPPROF{uuid.uuid4().hex[:8].upper()}",
+            BENCH_TOKEN=token,
         )
-        import django
-
-        django.setup()
-        from django.test import Client
+        from django.core.wsgi import get_wsgi_application
 
         from django_eventstore import get_store
 
-        client = Client(HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_ACCEPT="application/json")
-        writer = Writer(f"prof-{uuid.uuid4().hex[:6]}")
+        application = get_wsgi_application()
+        own = Writer(f"prof-{uuid.uuid4().hex[:6]}")
 
-        def post() -> None:
-            body = json.dumps({"event_type": "Bench", "version": writer.version, "data": {"i": writer.version}})
-            assert client.post(f"{API}/actors/{writer.actor}/events/", body, content_type="application/json").status_code == 201
-            writer.version += 1
+        def run_requests(endpoint: Endpoint, n: int, writer: Writer = own) -> None:
+            for _ in range(n):
+                status = wsgi_call(application, *endpoint.next_request(writer), token)
+                if status != endpoint.ok:
+                    raise RuntimeError(f"{endpoint.label} answered {status}")
+                writer.version += endpoint.writes
 
-        calls = {
-            BARE: lambda: client.get("/bare/"),
-            ENDPOINTS[1]: post,
-            ENDPOINTS[2]: lambda: client.get(f"{API}/actors/{READ_ACTOR}/version/"),
-        }
-        post_read = client.post(f"{API}/actors/{READ_ACTOR}/events/", json.dumps({"event_type": "Bench", "version": 1, "data": {}}), content_type="application/json")
-        assert post_read.status_code == 201, post_read.content
-        for call in calls.values():  # warm up
-            for _ in range(50):
-                call()
-        print(f"cProfile, {args.requests} requests each through Django's test client (WSGI), the request thread only")
-        for endpoint, call in calls.items():
-            t0 = time.perf_counter()
-            for _ in range(args.requests):
-                call()
-            plain = (time.perf_counter() - t0) / args.requests * 1e6
-            profiler = cProfile.Profile()
-            profiler.enable()
-            for _ in range(args.requests):
-                call()
-            profiler.disable()
-            print(f"\n== {endpoint}: {plain:,.0f} µs a request without the profiler")
-            print_buckets(pstats.Stats(profiler), args.requests)
-        get_store().close()
+        try:
+            run_requests(Endpoint("the read actor's event", "POST", f"{API}/actors/{{actor}}/events/", 201, writes=True), 1, Writer(READ_ACTOR))
+            for endpoint in ENDPOINTS:
+                run_requests(endpoint, 50)  # warm up
+            times: dict[Endpoint, list[float]] = {}
+            for _ in range(5):  # plain timings first, the endpoints alternating
+                for endpoint in ENDPOINTS:
+                    t0 = time.perf_counter()
+                    run_requests(endpoint, max(1, args.requests // 5))
+                    times.setdefault(endpoint, []).append((time.perf_counter() - t0) / max(1, args.requests // 5) * 1e6)
+            print(f"cProfile, {args.requests} requests an endpoint through Django's WSGI handler in-process; the request thread only")
+            for endpoint in ENDPOINTS:
+                profiler = cProfile.Profile()
+                profiler.runcall(run_requests, endpoint, args.requests)
+                plain = statistics.median(times[endpoint])
+                print(f"\n== {endpoint.label}: {plain:,.0f} µs a request without the profiler (median of 5 alternating rounds); own time per request under it:")
+                print_buckets(pstats.Stats(profiler), args.requests)
+        finally:
+            get_store().close()
 
 
 BUCKETS = (
@@ -322,12 +375,17 @@ BUCKETS = (
     ("rest_framework", ("rest_framework",)),
     ("django", ("django",)),
 )
-WAITING = "waiting (the store's loop, a thread)"
+WAITING = "handing over to another thread and waiting"
 
 
 def bucket_of(function: str, filename: str) -> str:
-    """The package a profiled function belongs to; a lock's acquire is the request thread waiting for another thread."""
-    if filename == "~" and "acquire" in function:
+    """The package a profiled function belongs to.
+
+    A lock's acquire is the request thread waiting for another thread (the store's
+    loop, or asgiref's); a socket send from the request thread is the wake-up of the
+    store's loop, whose cost is mostly the wait for the GIL while that loop runs.
+    """
+    if filename == "~" and ("acquire" in function or "'send' of '_socket.socket'" in function):
         return WAITING
     return next((name for name, parts in BUCKETS if any(f"/{p}/" in filename for p in parts)), "other (stdlib, builtins)")
 

@@ -1,11 +1,15 @@
-"""The bare DRF view the store's endpoints are compared with: the same authentication, permissions and renderers, a constant body."""
+"""The bare DRF view the store's endpoints are compared with (same authentication, permissions and renderers, a constant body), and a sync twin of version/."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from django_eventstore.api.views import ActorView
 
 CONSTANT = {"actor_id": "bare", "latest_version": 0}  # the shape of a version/ answer
 
@@ -17,3 +21,11 @@ class BareView(APIView):
 
     def get(self, request: Request) -> Response:
         return Response(CONSTANT)
+
+
+class SyncVersionView(ActorView):
+    """The API's ``version/`` written as a plain sync view (bench only): shows what the async view costs a WSGI worker."""
+
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        version = self.store.get_latest_version(self.actor_id)
+        return Response({"actor_id": self.actor_id, "latest_version": version}, headers={"ETag": f'"{version}"'})
