@@ -5,11 +5,15 @@ embedded nats-server's data live, default ``demo_project/.data``),
 ``EVENTSTORE_SERVERS`` (``embedded``, the default, or comma-separated NATS
 URLs), ``DEMO_LOG_LEVEL`` (the level of the event store's log on stderr,
 default ``WARNING``; ``DEBUG`` shows its connection events),
-``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG`` (``1``/``0``, default ``1``).
+``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG`` (``1``/``0``, default ``1``),
+``EVENTSTORE_MASTER_KEY`` (the Fernet key that wraps the customers' data keys;
+without it the demo makes one in its data directory).
 """
 
 import os
 from pathlib import Path
+
+from demo_project.demo_key import demo_master_key
 
 BASE_DIR = Path(__file__).resolve().parent
 DATA_DIR = Path(os.environ.get("DEMO_DATA_DIR") or BASE_DIR / ".data")
@@ -77,6 +81,8 @@ _servers = os.environ.get("EVENTSTORE_SERVERS", "embedded").strip()
 EVENTSTORE = {
     "SERVERS": _servers if _servers == "embedded" else [url.strip() for url in _servers.split(",") if url.strip()],
     "EMBEDDED_DIR": str(DATA_DIR / "eventstore"),
+    # Customers' data is encrypted with a key per account, so "forget this customer" can erase it for good.
+    "ENCRYPTION": {"MASTER_KEY": os.environ.get("EVENTSTORE_MASTER_KEY") or demo_master_key(DATA_DIR)},
 }
 
 LOGGING = {

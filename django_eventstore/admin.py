@@ -61,6 +61,7 @@ class ActorAdmin(admin.ModelAdmin):
             path("stream/live/", wrap(self.live_view), name=f"{name}_live"),
             path("stream/live/events/", wrap(self.live_events_view), name=f"{name}_live_events"),
             path("<str:token>/", wrap(self.actor_view), name=f"{name}_actor"),
+            path("<str:token>/forget/", self.admin_site.admin_view(self.forget_view), name=f"{name}_forget"),
         ]
 
     def _url(self, view: str, *args: str) -> str:
@@ -109,7 +110,8 @@ class ActorAdmin(admin.ModelAdmin):
             actor_id = pages.actor_id_of(token)
             page = pages.actor_page(get_store(), actor_id, request.GET)
             state = state_section(get_store(), actor_id, request.GET, page.latest_version)
-            return {"page": page, "title": f"Actor {actor_id}", "state": state}
+            forget_url = self._url("forget", token) if self.has_forget_permission(request) and get_store().encrypted else None
+            return {"page": page, "title": f"Actor {actor_id}", "state": state, "forget_url": forget_url}
 
         try:
             return self._render(request, "actor.html", "Actor", build)
@@ -118,6 +120,29 @@ class ActorAdmin(admin.ModelAdmin):
             message = _("%(name)s with ID “%(key)s” doesn’t exist. Perhaps it was deleted?")
             messages.warning(request, message % {"name": self.opts.verbose_name, "key": e.actor_id})
             return HttpResponseRedirect(self._url("changelist"))
+
+    def has_forget_permission(self, request: HttpRequest) -> bool:
+        """Forgetting erases data for good: superusers only."""
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    def forget_view(self, request: HttpRequest, token: str) -> HttpResponse:
+        """GET: ask to confirm; POST: forget the actor (store.forget) and go back to its page."""
+        if not self.has_forget_permission(request):
+            raise PermissionDenied
+        actor_id = pages.actor_id_of(token)
+        if request.method == "POST":
+            try:
+                result = get_store().forget(actor_id)
+            except EventStoreError as e:
+                messages.error(request, f"Actor {actor_id} was not forgotten: {explain(e)}")
+            else:
+                done = "was forgotten already" if result.already_forgotten else "is forgotten: its data can no longer be read"
+                messages.success(request, f"Actor {actor_id} {done}.")
+            return HttpResponseRedirect(self._url("actor", token))
+        if request.method != "GET":
+            return HttpResponse(status=405, headers={"Allow": "GET, POST"})
+        context = {"actor_id": actor_id, "actor_url": self._url("actor", token)}
+        return self._render(request, "forget.html", f"Forget {actor_id}", lambda: context)
 
     def overview_view(self, request: HttpRequest) -> HttpResponse:
         return self._render(request, "overview.html", "Stream overview", lambda: pages.stream_rows(get_store()))

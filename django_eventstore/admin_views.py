@@ -368,7 +368,7 @@ class EventWindow:
     last: int  # first - 1 when the window holds no event
 
 
-def read_window(store: EventStore, actor_id: str, first: int, size: int) -> EventWindow:
+def read_window(store: EventStore, actor_id: str, first: int, size: int, upcast: bool = True) -> EventWindow:
     """Events ``first``.. (at most ``size``) and the malformed messages that belong to this window.
 
     A malformed message belongs to the window whose events surround it: after
@@ -376,7 +376,7 @@ def read_window(store: EventStore, actor_id: str, first: int, size: int) -> Even
     after it, on the actor's last window), so paging shows each exactly once.
     One read: the event before the window, the window, one event after it.
     """
-    result = store.get_events_with_errors(actor_id, max(first - 2, 0), limit=size + 2)
+    result = store.get_events_with_errors(actor_id, max(first - 2, 0), limit=size + 2, upcast=upcast)
     events = result.events
     lower = 0
     if events and events[0].version == first - 1:
@@ -403,6 +403,7 @@ class ActorView:
     from_version: int | None
     links: dict[str, str]  # "oldest", "older", "newer", "newest", "flip"
     notice: str = ""  # what the page shows instead of what was asked for
+    stored: bool = False  # events shown as stored (``?stored=1``), not upcast
 
     @property
     def snapshot_json(self) -> str:
@@ -436,7 +437,8 @@ def actor_page(store: EventStore, actor_id: str, params: QueryDict) -> ActorView
         top = min(high or latest, latest)
         first = max(top - size + 1, 1)
         count = max(top - first + 1, 1)
-    window = read_window(store, actor_id, first, count)
+    stored = params.get("stored") == "1"
+    window = read_window(store, actor_id, first, count, upcast=not stored)
     if latest == 0 and not window.rows:
         raise NoSuchActor(actor_id)
     asked = start if start is not None else end
@@ -449,7 +451,7 @@ def actor_page(store: EventStore, actor_id: str, params: QueryDict) -> ActorView
     except SnapshotNotFound:
         snapshot = None
     rows = list(reversed(window.rows)) if newest_first else window.rows
-    return ActorView(actor_id, latest, snapshot, window, rows, newest_first, start, _event_links(window, latest, newest_first), notice)
+    return ActorView(actor_id, latest, snapshot, window, rows, newest_first, start, _event_links(window, latest, newest_first), notice, stored)
 
 
 def _event_links(window: EventWindow, latest: int, newest_first: bool) -> dict[str, str]:

@@ -244,3 +244,25 @@ def test_the_memory_store_encrypts_and_forgets_too() -> None:
     assert store.get_events("customer-1")[0].data == {"name": MARKER}
     store.forget("customer-1")
     assert store.get_events("customer-1")[0].forgotten
+
+
+def test_the_admin_forgets_after_confirmation_for_superusers_only(encrypted: dict[str, Any], admin_client: Any, client: Any, django_user_model: Any) -> None:
+    write_customer()
+    page = admin_client.get("/admin/django_eventstore/actor/customer-1/").content.decode()
+    assert 'id="forget-link"' in page
+    confirm = admin_client.get("/admin/django_eventstore/actor/customer-1/forget/")
+    assert confirm.status_code == 200 and b"Yes, forget customer-1" in confirm.content
+    assert get_store().get_events("customer-1")[0].data == {"name": MARKER}  # asking changes nothing
+
+    staff = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    from django.contrib.auth.models import Permission
+
+    staff.user_permissions.add(Permission.objects.get(codename="view_actor"))
+    client.force_login(staff)
+    assert 'id="forget-link"' not in client.get("/admin/django_eventstore/actor/customer-1/").content.decode()
+    assert client.post("/admin/django_eventstore/actor/customer-1/forget/").status_code == 403
+    assert get_store().get_events("customer-1")[0].data == {"name": MARKER}
+
+    done = admin_client.post("/admin/django_eventstore/actor/customer-1/forget/", follow=True)
+    assert "Actor customer-1 is forgotten" in done.content.decode()
+    assert get_store().get_events("customer-1")[0].forgotten

@@ -125,7 +125,8 @@ def api(django_user_model: Any) -> APIClient:
 
 
 def test_the_rest_api_returns_upcast_events_and_takes_a_schema(chain: None, api: APIClient) -> None:
-    r = api.post("/api/eventstore/actors/account-1/events/", {"event_type": "AccountOpened", "version": 1, "schema": 1, "data": {"owner": "Ada Lovelace"}, "metadata": {"currency": "GBP"}}, format="json")
+    body = {"event_type": "AccountOpened", "version": 1, "schema": 1, "data": {"owner": "Ada Lovelace"}, "metadata": {"currency": "GBP"}}
+    r = api.post("/api/eventstore/actors/account-1/events/", body, format="json")
     assert r.status_code == 201, r.content
     body = api.get("/api/eventstore/actors/account-1/events/").json()
     [event] = body["results"]

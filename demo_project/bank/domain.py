@@ -21,6 +21,7 @@ MAX_OWNER_LENGTH = 100
 ACCOUNT_NUMBER = "[0-9]{1,18}"
 _ACCOUNT_ID = re.compile(rf"{ACCOUNT_TYPE}-{ACCOUNT_NUMBER}")
 OPENED, DEPOSITED, WITHDRAWN, CLOSED = "AccountOpened", "MoneyDeposited", "MoneyWithdrawn", "AccountClosed"
+FORGOTTEN = "ActorForgotten"  # appended by store.forget: the customer's data is erased
 
 
 class BankError(Exception):
@@ -47,6 +48,14 @@ def _field(event: Event, name: str, check: Any) -> Any:
     return value
 
 
+def owner_name(data: dict[str, Any]) -> Any:
+    """The owner's name of an AccountOpened's data (schema 2: first and last name; a bare ``owner`` from other writers)."""
+    if "first_name" in data:
+        first, last = data.get("first_name"), data.get("last_name", "")
+        return f"{first} {last}".strip() if isinstance(first, str) and isinstance(last, str) else None
+    return data.get("owner")
+
+
 def _amount(event: Event) -> int:
     return _field(event, "amount", lambda v: type(v) is int and v > 0)
 
@@ -61,11 +70,11 @@ class Account(Aggregate):
         super().__init__(actor_id, store)
         self.owner = ""
         self.balance = 0
-        self.status = "new"  # "new", "open" or "closed"
+        self.status = "new"  # "new", "open", "closed" or "forgotten"
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore a snapshot's state, refusing one that is not an account's (BadHistory)."""
-        if not (isinstance(state, dict) and isinstance(state.get("owner"), str) and type(state.get("balance")) is int and state.get("status") in ("new", "open", "closed")):
+        if not (isinstance(state, dict) and isinstance(state.get("owner"), str) and type(state.get("balance")) is int and state.get("status") in ("new", "open", "closed", "forgotten")):
             raise BadHistory(f"its snapshot is not an account's state: {state!r}")
         super().set_state(state)
 
@@ -84,7 +93,8 @@ class Account(Aggregate):
         owner = owner.strip()
         if not owner or len(owner) > MAX_OWNER_LENGTH:
             raise BankError(f"the owner's name is required, at most {MAX_OWNER_LENGTH} characters")
-        self.record(OPENED, {"owner": owner})
+        first, _, last = owner.partition(" ")
+        self.record(OPENED, {"first_name": first, "last_name": last.strip()})
 
     def deposit(self, amount: int) -> None:
         self._check_usable(amount)
@@ -107,27 +117,48 @@ class Account(Aggregate):
             raise BankError(f"{self.actor_id} is not opened")
         if self.status == "closed":
             raise BankError(f"{self.actor_id} is closed")
+        if self.status == "forgotten":
+            raise BankError(f"{self.actor_id} belonged to a forgotten customer")
         if amount is not None and (type(amount) is not int or amount <= 0):
             raise BankError("the amount must be positive")
 
     # --- state changes ---
 
+    def _forgotten(self, event: Event) -> bool:
+        """A forgotten customer's events have no data: the account reads as forgotten, its balance unknown (0)."""
+        if event.forgotten or event.event_type == FORGOTTEN:
+            self.owner, self.balance, self.status = "", 0, "forgotten"
+            return True
+        return False
+
     @applies(OPENED)
     def _opened(self, event: Event) -> None:
-        self.owner = _field(event, "owner", lambda v: isinstance(v, str))
+        if self._forgotten(event):
+            return
+        owner = owner_name(event.data)
+        if not isinstance(owner, str):
+            raise BadHistory(f"event {event.version} ({event.event_type}) has no valid owner's name: {event.data!r}")
+        self.owner = owner
         self.status = "open"
 
     @applies(DEPOSITED)
     def _deposited(self, event: Event) -> None:
-        self.balance += _amount(event)
+        if not self._forgotten(event):
+            self.balance += _amount(event)
 
     @applies(WITHDRAWN)
     def _withdrawn(self, event: Event) -> None:
-        self.balance -= _amount(event)
+        if not self._forgotten(event):
+            self.balance -= _amount(event)
 
     @applies(CLOSED)
     def _closed(self, event: Event) -> None:
-        self.status = "closed"
+        if not self._forgotten(event):
+            self.status = "closed"
+
+    @applies(FORGOTTEN)
+    def _actor_forgotten(self, event: Event) -> None:
+        self._forgotten(event)
 
 
 def count_accounts(store: EventStore | None = None) -> int:

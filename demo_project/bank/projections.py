@@ -9,7 +9,7 @@ from django.db.models import F
 from django_eventstore import Event
 from django_eventstore.projections import Projection, handles
 
-from .domain import ACCOUNT_TYPE, CLOSED, DEPOSITED, MAX_OWNER_LENGTH, OPENED, WITHDRAWN, is_account_id
+from .domain import ACCOUNT_TYPE, CLOSED, DEPOSITED, FORGOTTEN, MAX_OWNER_LENGTH, OPENED, WITHDRAWN, is_account_id, owner_name
 from .models import AccountSummary
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ class AccountSummaries(Projection):
     def opened(self, event: Event) -> None:
         if not _is_bank_account(event):
             return
-        owner = event.data.get("owner")
+        owner = None if event.forgotten else owner_name(event.data)
         readable = isinstance(owner, str) and 0 < len(owner) <= MAX_OWNER_LENGTH
         AccountSummary.objects.update_or_create(
             account_id=event.actor_id,
@@ -33,7 +33,7 @@ class AccountSummaries(Projection):
                 "number": int(str(event.actor_id).split("-", 1)[1]),
                 "owner": owner if readable else "",
                 "balance": 0,
-                "status": "open" if readable else "unreadable",
+                "status": "forgotten" if event.forgotten else "open" if readable else "unreadable",
                 "version": event.version,
             },
         )
@@ -41,6 +41,9 @@ class AccountSummaries(Projection):
     @handles(DEPOSITED, WITHDRAWN)
     def moved(self, event: Event) -> None:
         if not _is_bank_account(event):
+            return
+        if event.forgotten:
+            self.forgotten(event)
             return
         amount = event.data.get("amount")
         rows = AccountSummary.objects.filter(account_id=event.actor_id)
@@ -50,9 +53,17 @@ class AccountSummaries(Projection):
         change = amount if event.event_type == DEPOSITED else -amount
         rows.update(balance=F("balance") + change, version=event.version)
 
+    @handles(FORGOTTEN)
+    def forgotten(self, event: Event) -> None:
+        """The customer was forgotten: the row keeps the account's number, its owner and balance are blanked."""
+        if _is_bank_account(event):
+            AccountSummary.objects.filter(account_id=event.actor_id).update(owner="", balance=0, status="forgotten", version=event.version)
+
     @handles(CLOSED)
     def closed(self, event: Event) -> None:
-        if _is_bank_account(event):
+        if event.forgotten:
+            self.forgotten(event)
+        elif _is_bank_account(event):
             AccountSummary.objects.filter(account_id=event.actor_id).exclude(status="unreadable").update(status="closed", version=event.version)
 
     def reset(self) -> None:
