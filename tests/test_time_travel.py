@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.urls import reverse
 
 from django_eventstore import ActorSnapshot, Event, SnapshotNotFound, get_store
@@ -25,7 +26,10 @@ from django_eventstore.time_travel import (
     step_at,
 )
 
+from . import test_admin_browser
+
 pytestmark = pytest.mark.django_db
+browser = test_admin_browser.browser  # the headless Chromium fixture of the admin tests
 
 
 class Ledger(Aggregate):
@@ -374,3 +378,37 @@ def test_a_forgotten_actor_says_its_data_was_forgotten(settings, admin_client):
     with pytest.raises(ReplayStopped, match=r"Replay stopped at version 1: its data was forgotten \(TypeError: "):
         state_at("ttledger-28", 1)
     assert "Replay stopped at version 1: its data was forgotten" in admin_page(admin_client, "ttledger-28")
+
+
+# ----- in a browser -----
+
+
+@pytest.fixture
+def admin_and_ledger() -> None:
+    """A superuser and the ledger, made before Playwright runs its loop in this thread (the ORM refuses a running loop)."""
+    User.objects.create_superuser("admin", password="secret-pw")
+    build("ttledger-60", HISTORY)
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_state_section_in_chromium_picks_versions_and_shows_the_diff(admin_and_ledger, browser, live_server, tmp_path):
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    test_admin_browser.log_in(page, live_server.url)
+    page.goto(live_server.url + reverse("admin:django_eventstore_actor_actor", args=["ttledger-60"]))
+    expect(page.locator("#state h2")).to_have_text(f"State at version {len(HISTORY)} of {len(HISTORY)}")
+    page.fill("#state-version", "12")
+    page.click("#state-jump input[type=submit]")
+    expect(page.locator("#state h2")).to_have_text(f"State at version 12 of {len(HISTORY)}")
+    page.click("#state-next")
+    expect(page.locator("#state h2")).to_have_text(f"State at version 13 of {len(HISTORY)}")
+    expect(page.locator("#state-computed")).to_have_text("replayed from version 1: 13 events")
+    expect(page.locator("#state-diff tr.change-added .path")).to_have_text("tags › size › h")
+    expect(page.locator("#state-diff tr.change-changed .path")).to_have_text("tags › size › w")
+    added = page.locator("#state-diff tr.change-added td").first
+    changed = page.locator("#state-diff tr.change-changed td").first
+    assert added.evaluate("e => getComputedStyle(e).backgroundColor") != changed.evaluate("e => getComputedStyle(e).backgroundColor")
+    page.locator("#state").screenshot(path=str(tmp_path / "actor-state.png"))
+    assert (tmp_path / "actor-state.png").stat().st_size > 5_000
