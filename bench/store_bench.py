@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nats
+from cryptography.fernet import Fernet
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from django_eventstore import Event
@@ -161,12 +162,15 @@ def main() -> None:
     with NatsServer() as server:
         store = JetStreamEventStore(server.url, stream=STREAM)
         uncached = JetStreamEventStore(server.url, stream=STREAM, cache_size=0)
+        encrypted = JetStreamEventStore(server.url, stream="ENCRYPTED", subject_prefix="enc", encryption={"MASTER_KEY": Fernet.generate_key().decode()})
         raw = Raw(server.url)
         raw_sync = RawFromSync(server.url)
         subjects = store.engine.subjects
         store.save_event(Event(actor_id="one-1", event_type="E", version=1))
         for start in range(0, 10_000, 1000):
             store.append("long-1", [Event(event_type="E", data={"i": i}) for i in range(start, start + 1000)], start)
+        for start in range(0, 10_000, 1000):
+            encrypted.append("long-1", [Event(event_type="E", data={"i": i}) for i in range(start, start + 1000)], start)
         long_subject = subjects.event_subject("long-1")
         one_subject = subjects.event_subject("one-1")
 
@@ -186,6 +190,8 @@ def main() -> None:
                 "save_event, no version cache (us/op)",
                 timed(lambda actor=actor: [uncached.save_event(Event(actor_id=actor, event_type="E", version=i + 1, data={"i": i})) for i in range(n)]) / n * 1e6,
             )
+            actor = f"enc-{tag}"
+            add("save_event, encrypted (us/op)", timed(lambda actor=actor: [encrypted.save_event(Event(actor_id=actor, event_type="E", version=i + 1, data={"i": i})) for i in range(n)]) / n * 1e6)
             # latest version: interleave the 1-event and the 10,000-event actor
             add("raw direct get (us/op)", timed(raw.run, raw.direct_gets(one_subject, n)) / n * 1e6)
             add("raw direct get from sync code, loop thread (us/op)", timed(raw_sync.direct_gets, one_subject, n) / n * 1e6)
@@ -203,6 +209,7 @@ def main() -> None:
             add("raw pull fetch(256), 10,000 events (events/s)", 10_000 / timed(raw.run, raw.fetch_all(long_subject)))
             add("raw batched direct get, 10,000 events (events/s)", 10_000 / timed(raw.run, raw.batched_direct_get(long_subject)))
             add("get_events, 10,000 events (events/s)", 10_000 / timed(store.get_events, "long-1"))
+            add("get_events, 10,000 events, encrypted (events/s)", 10_000 / timed(encrypted.get_events, "long-1"))
             print(f"round {r + 1}/{rounds} done", file=sys.stderr)
 
         med = {k: statistics.median(v) for k, v in rows.items()}
@@ -228,11 +235,15 @@ def main() -> None:
             ("save_events events/s / raw publish events/s", med["save_events, 2,000 events of 100 actors (events/s)"] / raw_batch_rate, "-", True),
             ("get_events events/s / raw batched direct get events/s", get_events_rate / floor_rate, ">= 0.8", get_events_rate / floor_rate >= 0.8),
             ("get_events events/s / raw fetch(256) events/s", get_events_rate / fetch_rate, "-", True),
+            ("encrypted save_event throughput / plain save_event", save / med["save_event, encrypted (us/op)"], ">= 0.8", save / med["save_event, encrypted (us/op)"] >= 0.8),
+            ("encrypted get_events events/s / plain get_events", med["get_events, 10,000 events, encrypted (events/s)"] / get_events_rate, ">= 0.6",
+             med["get_events, 10,000 events, encrypted (events/s)"] / get_events_rate >= 0.6),
         ]
         for name, value, target, ok in checks:
             print(f"{name:<52}{value:>10.2f}   {target:<8} {'ok' if ok else 'MISSED'}")
         store.close()
         uncached.close()
+        encrypted.close()
         raw.close()
         raw_sync.close()
 

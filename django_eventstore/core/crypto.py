@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .backend import KEYS, Backend, RawMsg, WrongLastSequence
 from .errors import EncryptionError
-from .events import Sealed
+from .events import Sealed, loads_json
 from .subjects import encode_token
 
 NONCE = 12
@@ -204,7 +204,7 @@ class Keyring:
             plain = key.aead.decrypt(raw[:NONCE], raw[NONCE:], aad)
         except (InvalidTag, ValueError):
             raise EncryptionError(f"the sealed data of {what} does not open with its key: the message was altered") from None
-        return json.loads(plain)
+        return loads_json(plain)
 
     # ----- forgetting and rotating -----
 

@@ -36,6 +36,7 @@ from .events import (
     encode_snapshot,
     header_version,
     summary,
+    with_data,
 )
 from .forgetting import Census, ForgetResult
 from .limits import DEFAULT_PAGE, MAX_APPEND, MAX_PAGE, READ_BATCH
@@ -162,7 +163,7 @@ class Engine:
     def _stated(self, event: Event) -> Event:
         """The event checked, with its schema stated: the newest the upcaster registry knows for its type when it gave none."""
         check_event(event)
-        return event if event.schema is not None else replace(event, schema=self.upcasters.newest(event.event_type))
+        return event if event.schema is not None else with_data(event, event.data, schema=self.upcasters.newest(event.event_type), forgotten=event.forgotten)
 
     async def _keys(self, events: list[Event]) -> dict[str, DataKey]:
         """The data keys the events' data is sealed with (none without encryption, or for events without data)."""
@@ -614,9 +615,9 @@ class Engine:
             entry = entries[event.actor_id]  # type: ignore[index]
             if entry.key is not None and entry.key.id == sealed.key_id:
                 what = f"event {event.version} of actor {event.actor_id!r}"
-                out.append(replace(event, data=keyring.open(entry.key, sealed, event_aad(event.actor_id, event.id), what)))  # type: ignore[arg-type]
+                out.append(with_data(event, keyring.open(entry.key, sealed, event_aad(event.actor_id, event.id), what)))  # type: ignore[arg-type]
             elif entry.key is not None or entry.forgotten:
-                out.append(replace(event, data=None, forgotten=True))
+                out.append(with_data(event, None, forgotten=True))
             else:
                 raise EncryptionError(f"the data of actor {event.actor_id!r} is encrypted, but bucket {keyring.bucket} has no key for it: is KEY_BUCKET right?")
         return out

@@ -36,6 +36,9 @@ def _loads(body: bytes) -> Any:
     return doc if end == len(text) else json.loads(body)
 
 
+loads_json = _loads
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -98,6 +101,22 @@ class Event:
             "timestamp": format_timestamp(self.timestamp),
             "position": self.position,
         }
+
+
+def with_data(event: Event, data: Any, *, schema: int | None = None, forgotten: bool = False) -> Event:
+    """The event with other data (and schema): dataclasses.replace without its per-call introspection, twice as fast (reads make one per event)."""
+    return Event(
+        event_type=event.event_type,
+        data=data,
+        actor_id=event.actor_id,
+        version=event.version,
+        metadata=event.metadata,
+        id=event.id,
+        timestamp=event.timestamp,
+        position=event.position,
+        schema=event.schema if schema is None else schema,
+        forgotten=forgotten,
+    )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -8,10 +8,9 @@ writes state the newest by default. Plain Python: the Django app discovers
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Callable
 
-from .events import Event, Malformed
+from .events import Event, Malformed, with_data
 
 UpcastFunction = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
 
@@ -82,7 +81,7 @@ class Upcasters:
             schema += 1
         if schema < max(chain) + 1:
             raise Malformed(f"no upcaster for {event.event_type} from schema {schema} (the newest is {max(chain) + 1})")
-        return replace(event, data=data, schema=schema)
+        return with_data(event, data, schema=schema)
 
 
 registry = Upcasters()
