@@ -68,12 +68,13 @@ def test_schema_lists_every_route_with_bodies(openapi: dict[str, Any]) -> None:
     assert openapi["servers"] == [{"url": "http://testserver/api/eventstore/"}]
     assert {p: sorted(ops) for p, ops in openapi["paths"].items()} == {
         "/actors/": ["get"], ACTOR: ["get"], EVENTS: ["get", "post"], VERSION: ["get"],
-        SNAPSHOT: ["get", "put"], "/events/": ["get"],
+        SNAPSHOT: ["get", "put"], "/events/": ["get"], ACTOR + "state/": ["get"], "/events/stream/": ["get"],
     }
     for path, ops in openapi["paths"].items():
         for method, op in ops.items():
             ok = "201" if method == "post" else "200"
-            assert "application/json" in op["responses"][ok]["content"], (path, method)
+            media = "text/event-stream" if path == "/events/stream/" else "application/json"
+            assert media in op["responses"][ok]["content"], (path, method)
             if method in ("post", "put"):
                 assert op["requestBody"]["content"]["application/json"]["schema"], (path, method)
 
@@ -116,6 +117,8 @@ def test_real_responses_validate_against_the_schema(admin_client: Client, client
     check("get", "/actors/", "actors/?limit=-1", 400)
     check("get", "/events/", "events/?limit=2", 200)
     check("get", "/events/", "events/?after=x", 400)
+    check("get", "/events/stream/", "events/stream/?after=x", 400)
+    check("get", ACTOR + "state/", "actors/a~2Fb/state/", 404)
     Checker(client, openapi)("get", "/actors/", "actors/", 403)
     exercised = {(path, method) for path, method, _ in check.seen}
     assert exercised == {(p, m) for p, ops in openapi["paths"].items() for m in ops}
