@@ -29,6 +29,8 @@ ACTORS_PER_PAGE = 100  # as the admin's list_per_page
 EVENTS_PER_PAGE = 50
 RAW_PREVIEW_CHARS = 4000
 DATA_PREVIEW_CHARS = 120  # the one-line preview of an event's data in its row
+LAST_EVENT_READS = 16  # reads in flight at once for the changelist's "last event at" column
+SCAN_LAST_EVENT_UP_TO = 64  # versions: up to this many events an actor's last is read by scanning, past it by binary search
 SORT_LIMIT = 10_000  # actors a sort other than by id reads (each page of them one listing): past it, narrow the list first
 
 
@@ -226,16 +228,52 @@ def every_actor(store: EventStore, actor_type: str | None, prefix: str | None, l
 
 
 def last_event_times(store: EventStore, actors: list[ActorSummary]) -> dict[str, datetime]:
-    """When each actor's latest event was stored: its last event read back, for all the actors at once.
+    """When each actor's latest event was stored: that event read back, for all the actors at once.
 
-    ``list_actors`` reads these messages but returns only their versions, so
-    this is one more read per actor, made concurrently.
+    ``list_actors`` reads these messages but returns only their versions. An
+    actor with few events is read from its version before last (the store
+    reads its subject from the start below its seek threshold); a longer one is
+    found by a binary search over stream positions, one message a probe.
     """
 
-    async def read() -> list[list[Event]]:
-        return await asyncio.gather(*(store.aget_events(a.actor_id, max(a.latest_version - 1, 0), limit=1) for a in actors))
+    async def read() -> list[Event | None]:
+        gate = asyncio.Semaphore(LAST_EVENT_READS)
+        end = await store.alast_position()
 
-    return {a.actor_id: events[-1].timestamp for a, events in zip(actors, async_to_sync(read)()) if events}
+        async def last(actor: ActorSummary) -> Event | None:
+            async with gate:
+                if actor.latest_version <= SCAN_LAST_EVENT_UP_TO:
+                    events = await store.aget_events(actor.actor_id, max(actor.latest_version - 1, 0), limit=1, upcast=False)
+                    return events[0] if events else None
+                return await _search_last_event(store, actor, end)
+
+        return await asyncio.gather(*(last(a) for a in actors))
+
+    return {a.actor_id: event.timestamp for a, event in zip(actors, async_to_sync(read)()) if event is not None}
+
+
+async def _search_last_event(store: EventStore, actor: ActorSummary, end: int) -> Event | None:
+    """The actor's event with its latest version (or a later one), by binary search over positions 1..end."""
+    low, high = 0, end  # the event is after position ``low`` and at or before ``high``
+    while low < high:
+        probe = (low + high) // 2
+        event = await _first_event_after(store, actor.actor_id, probe)
+        if event is None:
+            high = probe
+        elif (event.version or 0) >= actor.latest_version:
+            return event
+        else:
+            low = event.position or probe + 1
+    return None
+
+
+async def _first_event_after(store: EventStore, actor_id: str, position: int) -> Event | None:
+    """The actor's first well-formed event after a stream position, one message a read (past malformed ones)."""
+    while True:
+        found = await store.aread_all_with_errors(position, 1, actor_id=actor_id, upcast=False)
+        if found.events or not found.errors:
+            return found.events[0] if found.events else None
+        position = found.errors[0].position
 
 
 def actor_list(store: EventStore, params: QueryDict, actor_url: Callable[[str], str]) -> ActorList:
@@ -250,7 +288,10 @@ def actor_list(store: EventStore, params: QueryDict, actor_url: Callable[[str], 
     listing = store.list_actors(actor_type=actor_type or None, prefix=prefix or None, limit=ACTORS_PER_PAGE, offset=start)
     actors, total, notice = listing.actors, listing.total, ""
     if order and total > 1:
-        everyone = listing.actors if total <= ACTORS_PER_PAGE and page == 1 else every_actor(store, actor_type or None, prefix or None, SORT_LIMIT)
+        if total > SORT_LIMIT:
+            everyone = None
+        else:
+            everyone = listing.actors if total <= ACTORS_PER_PAGE and page == 1 else every_actor(store, actor_type or None, prefix or None, SORT_LIMIT)
         if everyone is None:
             notice = (
                 f"{SORTS[order]}: sorting reads every matching actor, at most {SORT_LIMIT:,}, and {total:,} match. "

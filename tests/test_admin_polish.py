@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html as html_lib
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib import admin
@@ -13,7 +14,7 @@ from django.urls import path, reverse
 from playwright.sync_api import Browser, expect
 
 from django_eventstore import ActorSnapshot, Event, get_store
-from django_eventstore.admin_views import EventRow, every_actor, json_preview, natural_key
+from django_eventstore.admin_views import EventRow, every_actor, json_preview, last_event_times, natural_key
 
 from . import test_admin_browser, test_bank
 from .conftest import publish_raw
@@ -152,16 +153,30 @@ def test_past_the_sort_limit_the_list_says_so_and_stays_in_id_order(admin_client
 # ----- the changelist: when each actor's last event was stored -----
 
 
+def dated_events(actor_id: str, count: int, day: int) -> None:
+    """``count`` events a second apart, starting on day ``day`` of January 2026: each its own time to the second."""
+    start = datetime(2026, 1, day, tzinfo=UTC)
+    for first in range(0, count, 1000):
+        batch = [Event(event_type="Posted", data={}, timestamp=start + timedelta(seconds=v)) for v in range(first, min(count, first + 1000))]
+        get_store().append(actor_id, batch, first)
+
+
 def test_last_event_at_is_the_latest_events_time_also_past_a_malformed_message_and_on_long_actors(admin_client, nats_url, subject_prefix):
-    add_events("ledger-1", 1100)  # long enough that the store seeks instead of scanning
-    add_events("ledger-2", 2)
-    publish_raw(nats_url, f"{subject_prefix}.events.ledger.ledger-2", b"not json")
+    dated_events("ledger-1", 1100, day=1)  # past the scan: found by binary search over positions
+    dated_events("ledger-2", 2, day=2)
+    for actor_id in ("ledger-1", "ledger-2"):  # a malformed message after the last event: not a later event
+        publish_raw(nats_url, f"{subject_prefix}.events.ledger.{actor_id}", b"not json")
+    dated_events("ledger-4", 70, day=4)
+    dated_events("ledger-9", 1, day=9)  # stored after ledger-4's events: ledger-4's search passes it by
     publish_raw(nats_url, f"{subject_prefix}.events.ledger.ledger-3", b"not json either")
     rows = rows_of(admin_client.get(reverse(CHANGELIST)).content.decode())
-    for actor_id in ("ledger-1", "ledger-2"):
-        last = get_store().get_events(actor_id)[-1].timestamp
-        assert rows[actor_id][-1] == last.strftime("%Y-%m-%d %H:%M:%S"), actor_id
-    assert rows["ledger-3"][-1] == "—"  # no well-formed event
+    store = get_store()
+    times = last_event_times(store, store.list_actors(actor_type="ledger").actors)
+    for actor_id in ("ledger-1", "ledger-2", "ledger-4", "ledger-9"):
+        last = store.get_events(actor_id)[-1].timestamp
+        assert times[actor_id] == last and rows[actor_id][-1] == last.strftime("%Y-%m-%d %H:%M:%S"), actor_id
+    assert rows["ledger-1"][-1] == "2026-01-01 00:18:19"  # version 1,100: 1,099 seconds after the first
+    assert "ledger-3" not in times and rows["ledger-3"][-1] == "—"  # no well-formed event
 
 
 # ----- links to the REST API -----
