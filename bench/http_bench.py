@@ -145,15 +145,14 @@ def serve(server: str, workers: int, env: dict[str, str], log_dir: Path) -> Iter
     ports: list[int] = []
     try:
         for i in range(1 if server == "gunicorn" else workers):
-            port = free_port(HOST)
-            log_path = log_dir / f"{server}-{i}.log"
-            with open(log_path, "wb") as log:
-                processes.append(subprocess.Popen(server_command(server, port, workers), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+            ports.append(free_port(HOST))
+            with open(log_dir / f"{server}-{i}.log", "wb") as log:
+                processes.append(subprocess.Popen(server_command(server, ports[-1], workers), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+        for i, (port, process) in enumerate(zip(ports, processes)):
             try:
-                wait_for_port(HOST, port, 30, processes[-1])
+                wait_for_port(HOST, port, 30, process)
             except (RuntimeError, TimeoutError) as e:
-                raise RuntimeError(f"{server} did not start: {e}\n{log_path.read_text()}") from None
-            ports.append(port)
+                raise RuntimeError(f"{server} did not start: {e}\n{(log_dir / f'{server}-{i}.log').read_text()}") from None
         yield ports
     finally:
         for process in processes:
@@ -211,7 +210,7 @@ def load(target: Target, endpoint: Endpoint, n: int, concurrency: int, writers: 
     return Sample(len(flat) / elapsed, statistics.median(flat) * 1000, p99 * 1000)
 
 
-def warm_up(target: Target, concurrency: int, writers: list[Writer], workers: int) -> None:
+def warm_up(target: Target, concurrency: int, writers: list[Writer], workers: int, requests: int) -> None:
     """Touch every endpoint on every worker (imports, the store's connection, the stream's setup) before measuring."""
     for i in range(len(target.ports)):
         conn = target.connect(i, timeout=60)
@@ -225,14 +224,14 @@ def warm_up(target: Target, concurrency: int, writers: list[Writer], workers: in
                 raise RuntimeError(f"{target.name}: the first POST answered {status}: {content[:300]!r}")
         conn.close()
     for endpoint in ENDPOINTS:
-        load(target, endpoint, 20 * workers * concurrency, concurrency, writers)
+        load(target, endpoint, max(concurrency, min(20 * workers * concurrency, requests)), concurrency, writers)
 
 
 def measure(targets: list[Target], rounds: int, n: int, concurrency: int, workers: int) -> Results:
     """Alternate servers and endpoints, rotating their order each round; keep every round's figures."""
     writers = {t.name: [Writer(f"http-{t.name}-{uuid.uuid4().hex[:6]}-{i}") for i in range(concurrency)] for t in targets}
     for t in targets:
-        warm_up(t, concurrency, writers[t.name], workers)
+        warm_up(t, concurrency, writers[t.name], workers, n)
     results = Results()
     pairs = [(t, e) for e in ENDPOINTS for t in targets]
     for r in range(rounds):
