@@ -18,6 +18,7 @@
 | E014 | ``EMBEDDED_DIR`` is not None or a non-empty string or path |
 | E015 | ``ENCRYPTION`` is not None or a dict with a valid ``MASTER_KEY`` (see docs/forgetting.md) |
 | E016 | an upcaster chain has a gap (e.g. upcasters from schema 1 and 3, none from 2) |
+| E017 | ``TIME_TRAVEL_MAX_EVENTS`` is not an int >= 1 |
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ VALIDATORS: dict[str, tuple[int, _Validator, str | None]] = {
     "VERSION_CACHE_SIZE": (12, _expect(lambda v: _is_int(v, 0), "an int >= 0"), "0 turns the cache off."),
     "API_PERMISSION_CLASSES": (13, _permission_classes, 'For example ["django_eventstore.api.permissions.EventStorePermission"] (the default).'),
     "ENCRYPTION": (15, lambda v: _encryption(v), 'For example {"MASTER_KEY": os.environ["EVENTSTORE_MASTER_KEY"]}.'),
+    "TIME_TRAVEL_MAX_EVENTS": (17, _expect(lambda v: _is_int(v, 1), "an int >= 1"), "The most events one replay applies to show a state; default 10000."),
     "EMBEDDED_DIR": (
         14,
         _expect(lambda v: v is None or (isinstance(v, (str, os.PathLike)) and os.fspath(v) != ""), "None or a non-empty string or path"),

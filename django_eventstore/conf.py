@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "API_PERMISSION_CLASSES": ["django_eventstore.api.permissions.EventStorePermission"],
     "EMBEDDED_DIR": None,
     "ENCRYPTION": None,
+    "TIME_TRAVEL_MAX_EVENTS": 10_000,
 }
 
 

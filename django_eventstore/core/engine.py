@@ -34,9 +34,9 @@ from .events import (
     decode_snapshot,
     encode_event,
     encode_snapshot,
+    evolve,
     header_version,
     summary,
-    with_data,
 )
 from .forgetting import Census, ForgetResult
 from .limits import DEFAULT_PAGE, MAX_APPEND, MAX_PAGE, READ_BATCH
@@ -160,10 +160,16 @@ class Engine:
             headers, body = encode_snapshot(item, 2**64 - 1, self._sealed_state(item, None))
             self._check_size(headers, body, f"snapshot of actor {item.actor_id!r}")
 
-    def _stated(self, event: Event) -> Event:
-        """The event checked, with its schema stated: the newest the upcaster registry knows for its type when it gave none."""
+    def _stated(self, event: Event, **changes: object) -> Event:
+        """The event (with changes) checked, its schema stated: the newest the upcaster registry knows for its type when it gave none."""
+        if not isinstance(event, Event):
+            check_event(event)  # says what it is instead
+        if event.schema is None and isinstance(event.event_type, str):  # any other type: check_event says what is wrong
+            changes["schema"] = self.upcasters.newest(event.event_type)
+        if changes:
+            event = evolve(event, **changes)
         check_event(event)
-        return event if event.schema is not None else with_data(event, event.data, schema=self.upcasters.newest(event.event_type), forgotten=event.forgotten)
+        return event
 
     async def _keys(self, events: list[Event]) -> dict[str, DataKey]:
         """The data keys the events' data is sealed with (none without encryption, or for events without data)."""
@@ -213,7 +219,7 @@ class Engine:
             if ack.duplicate:
                 return [await self._settle_duplicate(actor_id, event, ack.seq)]
             self._remember(actor_id, _State(version, ack.seq, event.id, ack.seq))
-            return [replace(event, position=ack.seq)]
+            return [evolve(event, position=ack.seq)]
 
         return (await self._write(actor_id, subject, [event], publish))[0]
 
@@ -315,7 +321,7 @@ class Engine:
                     if not isinstance(ack, PubAck) or ack.duplicate:
                         break
                     self._remember(event.actor_id, _State(event.version, ack.seq, event.id, ack.seq))  # type: ignore[arg-type]
-                    saved.append(replace(event, position=ack.seq))
+                    saved.append(evolve(event, position=ack.seq))
                     base, stored = ack.seq, stored + 1
                 if stored == len(todo):
                     continue
@@ -390,7 +396,7 @@ class Engine:
             last = prepared[-1]
             self._remember(actor_id, _State(last.version, last_seq, last.id, last_seq))  # type: ignore[arg-type]
             first_seq = last_seq - len(prepared) + 1
-            return [replace(e, position=first_seq + i) for i, e in enumerate(prepared)]
+            return [evolve(e, position=first_seq + i) for i, e in enumerate(prepared)]
 
         return await self._write(actor_id, subject, prepared, publish)
 
@@ -407,7 +413,7 @@ class Engine:
                 raise InvalidEvent(f"event {i} of the batch names actor {event.actor_id!r}, not {actor_id!r}")
             if event.version is not None and event.version != want:
                 raise InvalidEvent(f"event {i} of the batch has version {event.version!r}; after expected_version {expected_version} it must be {want}")
-            event = self._stated(replace(event, actor_id=actor_id, version=want))
+            event = self._stated(event, actor_id=actor_id, version=want)
             if event.id in ids:
                 raise InvalidEvent(f"event id {event.id!r} appears twice in the batch")
             ids.add(event.id)
@@ -615,9 +621,9 @@ class Engine:
             entry = entries[event.actor_id]  # type: ignore[index]
             if entry.key is not None and entry.key.id == sealed.key_id:
                 what = f"event {event.version} of actor {event.actor_id!r}"
-                out.append(with_data(event, keyring.open(entry.key, sealed, event_aad(event.actor_id, event.id), what)))  # type: ignore[arg-type]
+                out.append(evolve(event, data=keyring.open(entry.key, sealed, event_aad(event.actor_id, event.id), what)))  # type: ignore[arg-type]
             elif entry.key is not None or entry.forgotten:
-                out.append(with_data(event, None, forgotten=True))
+                out.append(evolve(event, data=None, forgotten=True))
             else:
                 raise EncryptionError(f"the data of actor {event.actor_id!r} is encrypted, but bucket {keyring.bucket} has no key for it: is KEY_BUCKET right?")
         return out

@@ -103,20 +103,22 @@ class Event:
         }
 
 
-def with_data(event: Event, data: Any, *, schema: int | None = None, forgotten: bool = False) -> Event:
-    """The event with other data (and schema): dataclasses.replace without its per-call introspection, twice as fast (reads make one per event)."""
-    return Event(
-        event_type=event.event_type,
-        data=data,
-        actor_id=event.actor_id,
-        version=event.version,
-        metadata=event.metadata,
-        id=event.id,
-        timestamp=event.timestamp,
-        position=event.position,
-        schema=event.schema if schema is None else schema,
-        forgotten=forgotten,
-    )
+def evolve(event: Event, **changes: Any) -> Event:
+    """dataclasses.replace for an Event without its per-call introspection: twice as fast (reads and writes make one per event)."""
+    fields: dict[str, Any] = {
+        "event_type": event.event_type,
+        "data": event.data,
+        "actor_id": event.actor_id,
+        "version": event.version,
+        "metadata": event.metadata,
+        "id": event.id,
+        "timestamp": event.timestamp,
+        "position": event.position,
+        "schema": event.schema,
+        "forgotten": event.forgotten,
+    }
+    fields.update(changes)
+    return Event(**fields)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

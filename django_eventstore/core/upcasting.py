@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .events import Event, Malformed, with_data
+from .events import Event, Malformed, evolve
 
 UpcastFunction = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
 
@@ -81,7 +81,7 @@ class Upcasters:
             schema += 1
         if schema < max(chain) + 1:
             raise Malformed(f"no upcaster for {event.event_type} from schema {schema} (the newest is {max(chain) + 1})")
-        return with_data(event, data, schema=schema)
+        return evolve(event, data=data, schema=schema)
 
 
 registry = Upcasters()
