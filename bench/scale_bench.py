@@ -1,6 +1,6 @@
 """A million actors: write them, then time listing, the admin changelist, status, export and verify.
 
-    python bench/scale_bench.py [--actors 1000000] [--events 1] [--size 0] [--runs 3] [--quick] [--keep DIR]
+    python bench/scale_bench.py [--actors 1000000] [--events 1] [--size 0] [--runs 3] [--quick] [--keep DIR] [--parts list,admin,commands,index]
 
 Starts a throw-away nats-server (file storage) and writes ``--actors`` actors of
 ``--events`` events each with ``store.save_events`` (in chunks of ``--chunk``,
@@ -10,8 +10,10 @@ memory (RSS from /proc) and disk (its store directory), ``list_actors`` pages
 goes (the server's subject listing, JSON decoding, decoding ids, sorting), the
 admin changelist (Django's test client, a staff user with the view permission),
 ``eventstore_status``, and ``eventstore_export`` / ``eventstore_verify`` run as
-subprocesses (events/s and their peak RSS). ``--quick`` is 20,000 actors, one
-run: a smoke test. ``--keep DIR`` keeps (or reuses) the server's data in DIR.
+subprocesses (events/s and their peak RSS), and the same pages through the
+actor index (core/actor_index.py). ``--quick`` is 20,000 actors, one run: a
+smoke test. ``--keep DIR`` keeps (or reuses) the server's data in DIR;
+``--parts`` picks what to measure.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ PREFIX = "scale"
 PAGE = 100  # the admin's page size, and the listing's page in this bench
 GOAL_PAGE_S = 1.0
 GOAL_EXPORT_MB = 150.0
+PARTS = ("list", "admin", "commands", "index")
 
 
 def actor_id(i: int) -> str:
@@ -56,27 +59,31 @@ def eventstore_settings(url: str) -> dict[str, Any]:
 # ----- a management command in a child process, for its peak memory -----
 
 
-def run_command_child(url: str, args: list[str]) -> None:
-    """Child mode: run one management command against the bench's stream (its output to /dev/null)."""
+def run_command_child(url: str, peak_file: str, args: list[str]) -> None:
+    """Child mode: run one management command against the bench's stream (its output to /dev/null), then write
+    the process's peak RSS to peak_file. Read from /proc: a child's ru_maxrss starts at its parent's size at fork."""
     from django.conf import settings
-    from django.core.management import call_command
+    from django.core.management import CommandError, call_command
 
     settings.EVENTSTORE = eventstore_settings(url)
     django.setup()
-    with open(os.devnull, "w") as null:
-        try:
+    try:
+        with open(os.devnull, "w") as null:
             call_command(*args, stdout=null, stderr=null)
-        except SystemExit as e:  # a CommandError's return code (verify exits 1 when it finds problems)
-            raise SystemExit(e.code) from None
+    except CommandError as e:
+        print(f"{args[0]}: {e}", file=sys.stderr)
+        raise SystemExit(e.returncode) from None
+    finally:
+        Path(peak_file).write_text(str(memory_mb(os.getpid())[1]))
 
 
 def timed_child(url: str, args: list[str]) -> tuple[float, float, int]:
     """(seconds, peak RSS in MB, exit status) of a management command run in a child process."""
-    started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, __file__, "--child", url, *args])
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - started, usage.ru_maxrss / 1024, child.returncode
+    with tempfile.NamedTemporaryFile() as peak:
+        started = time.perf_counter()
+        status = subprocess.run([sys.executable, __file__, "--child", url, peak.name, *args]).returncode
+        seconds = time.perf_counter() - started
+        return seconds, float(Path(peak.name).read_text() or "nan"), status
 
 
 # ----- writing -----
@@ -118,7 +125,7 @@ def write(store: Any, actors: int, events: int, size: int, chunk: int) -> float:
 # ----- measuring -----
 
 
-def server_memory_mb(pid: int) -> tuple[float, float]:
+def memory_mb(pid: int) -> tuple[float, float]:
     """(RSS, peak RSS) of a process in MB, from /proc."""
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -327,7 +334,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="timed calls per measure (after a warm-up)")
     parser.add_argument("--quick", action="store_true", help="20,000 actors, one run: a smoke test")
     parser.add_argument("--keep", type=Path, help="the server's data directory, kept after the run; reused if it holds the actors")
-    parser.add_argument("--no-commands", action="store_true", help="skip export and verify")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"what to measure after writing, of {','.join(PARTS)}")
     args = parser.parse_args()
     if args.quick:
         args.actors, args.runs = min(args.actors, 20_000), 1
@@ -355,22 +362,26 @@ def main() -> None:
         elif stored < total:
             raise SystemExit(f"{args.keep} holds {stored:,} events, fewer than {total:,}: use another directory")
         assert server.process is not None
-        rss, peak = server_memory_mb(server.process.pid)
+        rss, peak = memory_mb(server.process.pid)
         table.add("nats-server RSS (peak)", f"{rss:,.0f} MB", f"peak {peak:,.0f} MB")
         table.add("nats-server store directory", f"{disk_mb(server.store_dir):,.0f} MB")
-        list_actor_pages(store, args.actors, args.runs, table)
-        table.add("where a full listing's time goes:", "")
-        listing_breakdown(store, server.url, table)
-        admin_pages(args.actors, args.runs, table)
-        if not args.no_commands:
+        parts = set(args.parts.split(","))
+        if "list" in parts:
+            list_actor_pages(store, args.actors, args.runs, table)
+            table.add("where a full listing's time goes:", "")
+            listing_breakdown(store, server.url, table)
+        if "admin" in parts:
+            admin_pages(args.actors, args.runs, table)
+        if "commands" in parts:
             commands(server.url, stored, args.runs, workdir, table)
-        indexed_pages(store, args.actors, args.runs, table)  # last: it adds 11,000 actors
+        if "index" in parts:
+            indexed_pages(store, args.actors, args.runs, table)  # last: it adds 11,000 actors
     print(f"\n{label}, medians of {args.runs} runs after a warm-up")
     table.print()
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
-        run_command_child(sys.argv[2], sys.argv[3:])
+        run_command_child(sys.argv[2], sys.argv[3], sys.argv[4:])
     else:
         main()
