@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -266,3 +270,42 @@ def test_the_admin_forgets_after_confirmation_for_superusers_only(encrypted: dic
     done = admin_client.post("/admin/django_eventstore/actor/customer-1/forget/", follow=True)
     assert "Actor customer-1 is forgotten" in done.content.decode()
     assert get_store().get_events("customer-1")[0].forgotten
+
+
+READER = """
+import sys, time
+from django_eventstore.core.jetstream import JetStreamEventStore
+url, stream, prefix, key = sys.argv[1:5]
+store = JetStreamEventStore(url, stream=stream, subject_prefix=prefix, encryption={"MASTER_KEY": key, "KEY_CACHE_SECONDS": 1.0})
+print("read", store.get_events("customer-1", limit=1)[0].data, flush=True)
+sys.stdin.readline()  # the test forgets the actor, then says go
+started = time.monotonic()
+print("cached", store.get_events("customer-1", limit=1)[0].data, flush=True)
+while not store.get_events("customer-1", limit=1)[0].forgotten:
+    time.sleep(0.02)
+print("forgotten after", round(time.monotonic() - started, 2), flush=True)
+store.close()
+"""
+
+
+def test_another_process_stops_reading_the_data_once_its_key_cache_expires(encrypted: dict[str, Any], nats_url: str) -> None:
+    """A second process with KEY_CACHE_SECONDS = 1 reads the data from its cache right after the forget, then never again."""
+    write_customer()
+    root = str(Path(__file__).resolve().parents[1])
+    child = subprocess.Popen(
+        [sys.executable, "-c", READER, nats_url, encrypted["STREAM"], encrypted["SUBJECT_PREFIX"], KEY],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=root, env={**os.environ, "PYTHONPATH": root},
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == f"read {{'name': '{MARKER}'}}"
+        get_store().forget("customer-1")
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == f"cached {{'name': '{MARKER}'}}"  # within the cache window
+        line = child.stdout.readline().strip()
+        assert line.startswith("forgotten after "), line
+        assert float(line.rsplit(" ", 1)[1]) <= 1.5  # at the latest KEY_CACHE_SECONDS after it read the key (plus a read)
+        assert child.wait(timeout=30) == 0
+    finally:
+        child.kill()
