@@ -10,8 +10,9 @@ of the sorted ids, because an actor of type ``T`` is an id starting ``T-``.
 
 The index is exact at the moment of each call, like the subject listing it
 replaces: everything stored up to the stream's last sequence read at the start
-of the call is in it. After more than ``catch_up_limit`` new messages, reading
-them would cost more than listing again, so the index is built again instead.
+of the call is in it. When more messages are new than a quarter of the actors
+indexed (at least 10,000; or ``catch_up_limit``), reading them would cost more
+than listing again, so the index is listed again instead.
 
 With ``follow`` (seconds), a task on the store's loop goes on reading new
 messages as they are stored, woken by the store's doorbell subscription, until
@@ -36,7 +37,10 @@ from .subjects import actor_type as actor_type_of
 
 log = logging.getLogger("django_eventstore")
 
-CATCH_UP_LIMIT = 20_000  # new messages read rather than listing again (about 1 s of reading here)
+# Reading a new message costs about 3 times what listing one subject does at a million actors (measured by
+# bench/scale_bench.py), and listing grows faster than the actors: so catch up on up to a quarter as many messages.
+CATCH_UP_MIN = 10_000
+CATCH_UP_SHARE = 4
 FOLLOW_PAUSE = 0.05  # seconds between two catch-ups of the follower: bigger batches under a stream of writes
 
 
@@ -71,7 +75,7 @@ def _prefix_range(ids: list[str], prefix: str) -> tuple[int, int]:
 class ActorIndex:
     """Sorted actor ids of one events stream, refreshed from the stream before each use (see module docstring)."""
 
-    def __init__(self, backend: Backend, subjects: Subjects, catch_up_limit: int = CATCH_UP_LIMIT, follow: float = 0.0):
+    def __init__(self, backend: Backend, subjects: Subjects, catch_up_limit: int | None = None, follow: float = 0.0):
         self.backend = backend
         self.subjects = subjects
         self.catch_up_limit = catch_up_limit
@@ -138,7 +142,7 @@ class ActorIndex:
         async with self._lock:  # one refresh at a time; callers waiting behind it find it fresh
             last = await self.backend.last_seq(EVENTS)
             state = self._state
-            if state is None or last < state.seq or last - state.seq > self.catch_up_limit:
+            if state is None or last < state.seq or last - state.seq > self._catch_up_limit(state):
                 state = await self._build(last)
             elif last > state.seq:
                 state = await self._catch_up(state, last)
@@ -146,6 +150,11 @@ class ActorIndex:
             if self._advanced is not None and not self._advanced.done():
                 self._advanced.set_result(None)
             return state
+
+    def _catch_up_limit(self, state: _Ids) -> int:
+        if self.catch_up_limit is not None:
+            return self.catch_up_limit
+        return max(CATCH_UP_MIN, len(state.ids) // CATCH_UP_SHARE)
 
     async def _build(self, last: int) -> _Ids:
         """List the stream's subjects: every actor stored up to ``last`` (read before listing) is in it."""
