@@ -493,6 +493,21 @@ class StoreContract:
         finally:
             only.close()
 
+    def test_subscribe_to_one_actor(self, store):
+        store.save_event(ev("order-1", 1))
+        store.save_event(ev("order-10", 1))
+        store.save_event(ev("order-1", 2))
+        feed = store.subscribe(0, actor_id="order-1", idle_timeout=0.2)
+        try:
+            batch = next(feed)
+            assert [(e.actor_id, e.version) for e in batch.events] == [("order-1", 1), ("order-1", 2)]
+        finally:
+            feed.close()
+        with pytest.raises(InvalidEvent, match="not both"):
+            next(store.subscribe(actor_types=["order"], actor_id="order-1"))
+        with pytest.raises(InvalidActorId):
+            next(store.subscribe(actor_id=""))
+
     def test_subscribe_pages_by_batch_size_and_skips_malformed(self, store):
         for v in range(1, 6):
             store.save_event(ev("order-1", v))

@@ -65,8 +65,8 @@ class StreamFilter:
 
     @property
     def actor_types(self) -> list[str] | None:
-        """What ``subscribe`` selects on the server (the event type and actor id are matched here)."""
-        return [self.actor_type] if self.actor_type else None
+        """The actor types ``subscribe`` selects on the server (none with an actor id: its own subject is read)."""
+        return [self.actor_type] if self.actor_type and self.actor_id is None else None
 
     def keeps(self, event: Event) -> bool:
         return (self.event_type is None or event.event_type == self.event_type) and (self.actor_id is None or event.actor_id == self.actor_id)
@@ -138,7 +138,7 @@ def sync_stream(store: EventStore, start: int, flt: StreamFilter, *, keepalive: 
     how = "client gone"
     yield encoder.preamble()
     try:
-        with closing(store.subscribe(start, actor_types=flt.actor_types, idle_timeout=keepalive)) as feed:
+        with closing(store.subscribe(start, actor_types=flt.actor_types, actor_id=flt.actor_id, idle_timeout=keepalive)) as feed:
             for batch in feed:
                 chunk = encoder.encode(batch.events, batch.position)
                 if chunk:
@@ -155,7 +155,7 @@ async def async_stream(store: EventStore, start: int, flt: StreamFilter, *, keep
     how = "client gone"
     yield encoder.preamble()
     try:
-        async with aclosing(store.asubscribe(start, actor_types=flt.actor_types, idle_timeout=keepalive)) as feed:
+        async with aclosing(store.asubscribe(start, actor_types=flt.actor_types, actor_id=flt.actor_id, idle_timeout=keepalive)) as feed:
             async for batch in feed:
                 chunk = encoder.encode(batch.events, batch.position)
                 if chunk:

@@ -540,8 +540,12 @@ class Engine:
 
     # ----- the live feed -----
 
-    def feed_filter(self, actor_types: list[str] | None) -> tuple[str, frozenset[str] | None]:
+    def feed_filter(self, actor_types: list[str] | None, actor_id: str | None = None) -> tuple[str, frozenset[str] | None]:
         """The subject filter a feed reads, and the actor types to keep client-side (None: all it reads)."""
+        if actor_id is not None:
+            if actor_types is not None:
+                raise InvalidEvent("give actor_types or actor_id, not both")
+            return self.subjects.event_subject(actor_id), None  # validates the id
         if actor_types is None:
             return self.subjects.events_filter(), None
         if isinstance(actor_types, str) or not all(isinstance(t, str) and t for t in actor_types) or not actor_types:

@@ -153,14 +153,16 @@ class EventStore:
         return await self._acall(self.engine.read_all_with_errors(after_position, limit, actor_type=actor_type, actor_id=actor_id, upcast=upcast))
 
     # --- the live feed ---
-    def subscribe(self, after_position: int = 0, *, actor_types: list[str] | None = None, batch_size: int = 500, idle_timeout: float = 1.0) -> Generator[FeedBatch, None, None]:
+    def subscribe(
+        self, after_position: int = 0, *, actor_types: list[str] | None = None, actor_id: str | None = None, batch_size: int = 500, idle_timeout: float = 1.0
+    ) -> Generator[FeedBatch, None, None]:
         """Events after a position in stream order, waiting for new ones; never ends by itself (close() it).
 
-        Each step is a FeedBatch: the events (only of ``actor_types`` when given)
+        Each step is a FeedBatch: the events (only of ``actor_types``, or of one ``actor_id``, when given)
         and the position read up to. An empty batch comes after ``idle_timeout``
         seconds with nothing new, so a loop can check whether to stop.
         """
-        subject_filter, types, position = self._feed_args(after_position, actor_types, batch_size, idle_timeout)
+        subject_filter, types, position = self._feed_args(after_position, actor_types, actor_id, batch_size, idle_timeout)
         while True:
             batch = self._call(self.engine.feed_step(position, subject_filter, types, batch_size))
             if batch is None:
@@ -170,9 +172,11 @@ class EventStore:
             position = batch.position
             yield batch
 
-    async def asubscribe(self, after_position: int = 0, *, actor_types: list[str] | None = None, batch_size: int = 500, idle_timeout: float = 1.0) -> AsyncGenerator[FeedBatch, None]:
+    async def asubscribe(
+        self, after_position: int = 0, *, actor_types: list[str] | None = None, actor_id: str | None = None, batch_size: int = 500, idle_timeout: float = 1.0
+    ) -> AsyncGenerator[FeedBatch, None]:
         """The async twin of subscribe."""
-        subject_filter, types, position = self._feed_args(after_position, actor_types, batch_size, idle_timeout)
+        subject_filter, types, position = self._feed_args(after_position, actor_types, actor_id, batch_size, idle_timeout)
         while True:
             batch = await self._acall(self.engine.feed_step(position, subject_filter, types, batch_size))
             if batch is None:
@@ -182,14 +186,16 @@ class EventStore:
             position = batch.position
             yield batch
 
-    def _feed_args(self, after_position: int, actor_types: list[str] | None, batch_size: int, idle_timeout: float) -> tuple[str, frozenset[str] | None, int]:
+    def _feed_args(
+        self, after_position: int, actor_types: list[str] | None, actor_id: str | None, batch_size: int, idle_timeout: float
+    ) -> tuple[str, frozenset[str] | None, int]:
         if type(after_position) is not int or after_position < 0:
             raise InvalidEvent(f"after_position must be an int >= 0, got {after_position!r}")
         if type(batch_size) is not int or not 1 <= batch_size <= MAX_FEED_BATCH:
             raise InvalidEvent(f"batch_size must be an int from 1 to {MAX_FEED_BATCH}, got {batch_size!r}")
         if not isinstance(idle_timeout, (int, float)) or isinstance(idle_timeout, bool) or not 0 < idle_timeout <= 3600:
             raise InvalidEvent(f"idle_timeout must be a number of seconds above 0 (at most 3600), got {idle_timeout!r}")
-        subject_filter, types = self.engine.feed_filter(actor_types)
+        subject_filter, types = self.engine.feed_filter(actor_types, actor_id)
         return subject_filter, types, after_position
 
     def last_position(self, actor_type: str | None = None) -> int:
@@ -199,7 +205,6 @@ class EventStore:
     async def alast_position(self, actor_type: str | None = None) -> int:
         return await self._acall(self.engine.last_position(actor_type))
 
-    # --- administration ---
     # --- forgetting (needs EVENTSTORE["ENCRYPTION"]) ---
     @property
     def encrypted(self) -> bool:
@@ -227,6 +232,7 @@ class EventStore:
         """How many events and snapshots are stored encrypted and how many in clear (a full scan)."""
         return self._call(self.engine.census())
 
+    # --- administration ---
     def setup(self, dry_run: bool = False) -> list[StreamChange]:
         """Create or update the two streams from the configuration (idempotent)."""
         return self._call(self.engine.backend.setup(dry_run))
