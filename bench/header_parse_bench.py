@@ -11,14 +11,15 @@ hand, so any header block can be sent) publishes to a nats-py subscription:
    whitespace, ``Name:Value`` without a space, non-ASCII names and values,
    lines without a colon) and ``--fuzz`` random ones; each block's
    ``msg.headers`` as nats-py hands it to the callback must equal what the
-   candidate parses from the same bytes. The script exits with status 1 if one differs.
+   candidate (and its uncached variant) parses from the same bytes. The script exits with status 1 if one differs.
 2. nats-py's cost, through its public API: ``--messages`` messages with 4
    headers (an event as the store publishes it), with 10 headers (a direct-get
    reply), and with none, each delivered to a subscription callback; rounds
    alternate the three, medians of ``--rounds``. The difference to the
    header-less message is what a subscriber pays for the headers. A cProfile
    of the 4-header run gives the share of nats-py's header functions.
-3. The candidate parser on the same blocks, called in a loop.
+3. The candidate parser on the same blocks, called in a loop; and a variant
+   without its cache of checked names.
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ import cProfile
 import json
 import pstats
 import random
+import re
 import statistics
 import sys
 import time
 import timeit
 from importlib.metadata import version
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -81,7 +84,22 @@ def parse_header_lines(raw: bytes) -> dict[str, str]:
     return out
 
 
-def parse_headers(block: bytes) -> dict[str, str] | None:
+_NAME_REJECTED = re.compile(rb"[\t\n\x0b-\r\x1c- \x80-\xff]").search  # what str.isspace() or the ASCII decode refuses in a stripped name
+
+
+def parse_header_lines_uncached(raw: bytes) -> dict[str, str]:
+    """The same result without the name cache: one regex search per name instead (the simpler, slower variant)."""
+    out: dict[str, str] = {}
+    for line in raw.split(CRLF):
+        name, sep, value = line.partition(b":")
+        if sep:
+            key = name.strip()
+            if _NAME_REJECTED(key) is None:
+                out[key.decode("ascii")] = value.strip().decode("utf-8", "replace")
+    return out
+
+
+def parse_headers(block: bytes, parse_lines: Callable[[bytes], dict[str, str]] = parse_header_lines) -> dict[str, str] | None:
     """The headers nats-py 2.16 gives a message whose raw header block is `block` (``NATS/1.0...\\r\\n\\r\\n``).
 
     The inline-status handling keeps nats-py's behaviour byte for byte; only the
@@ -101,12 +119,12 @@ def parse_headers(block: bytes) -> dict[str, str] | None:
             i = description.find(CRLF)
             if i > 0:
                 hdr[Header.DESCRIPTION] = description[:i].decode()
-                hdr.update(parse_header_lines(description[i + 2 :]))
+                hdr.update(parse_lines(description[i + 2 :]))
             else:
                 hdr[Header.DESCRIPTION] = description.decode()
     if len(rest) <= 2:
         return hdr
-    parsed = parse_header_lines(block[10:])
+    parsed = parse_lines(block[10:])
     if hdr:
         hdr.update(parsed)
     else:
@@ -239,7 +257,11 @@ async def check_equal(publisher: Publisher, collector: Collector, blocks: list[b
     """Publish every block; the differences between nats-py's msg.headers and the candidate's parse."""
     blob = b"".join(Publisher.message("hdr.check", block, b"p") for block in blocks)
     await deliver(publisher, collector, blob, len(blocks), keep=True)
-    return [f"{block!r}: nats-py {got!r}, candidate {parse_headers(block)!r}" for block, got in zip(blocks, collector.headers) if parse_headers(block) != got]
+    return [
+        f"{block!r}: nats-py {got!r}, candidate {parse_headers(block)!r}, uncached {parse_headers(block, parse_header_lines_uncached)!r}"
+        for block, got in zip(blocks, collector.headers)
+        if not got == parse_headers(block) == parse_headers(block, parse_header_lines_uncached)
+    ]
 
 
 async def run(args: argparse.Namespace, url: str) -> None:
@@ -278,6 +300,7 @@ async def run(args: argparse.Namespace, url: str) -> None:
         await nc.close()
 
     candidate = {name: candidate_us(block, args.rounds) for name, block in shapes.items() if block is not None}
+    uncached = {name: candidate_us(block, args.rounds, parse_header_lines_uncached) for name, block in shapes.items() if block is not None}
     print(f"\n{args.messages:,} messages per run into a nats-py {version('nats-py')} subscription callback, medians of {args.rounds} alternating rounds")
     print(f"{'message':<28} {'µs a message':>13} {'headers cost':>13} {'candidate parse':>16} {'projected':>10} {'speed-up':>9}")
     for name, value in us.items():
@@ -291,6 +314,7 @@ async def run(args: argparse.Namespace, url: str) -> None:
     event = "4 headers (an event)"
     conservative = us[event] * (1 - share) + candidate[event]
     print(f"conservative, 4 headers: the time outside _process_headers (by that share) + candidate parse = {conservative:.1f} µs, {us[event] / conservative:.2f}x")
+    print("without the name cache (a regex check per name): " + ", ".join(f"{value:.1f} µs ({name})" for name, value in uncached.items()))
     print("columns: headers cost = this row minus 'no headers'; candidate parse = the candidate on the same block in a loop;")
     print("projected = 'no headers' + candidate parse (the candidate's subscription cost if nats-py used it); speed-up = measured / projected")
     if differences:
@@ -305,9 +329,9 @@ def header_share(stats: pstats.Stats, n: int) -> tuple[float, float]:
     return inside / total, inside / n * 1e6
 
 
-def candidate_us(block: bytes, rounds: int, number: int = 20_000) -> float:
-    """µs per call of the candidate on one block: the median of `rounds` timings."""
-    return statistics.median(timeit.repeat(lambda: parse_headers(block), number=number, repeat=rounds)) / number * 1e6
+def candidate_us(block: bytes, rounds: int, parse_lines: Callable[[bytes], dict[str, str]] = parse_header_lines, number: int = 20_000) -> float:
+    """µs per call of a candidate on one block: the median of `rounds` timings."""
+    return statistics.median(timeit.repeat(lambda: parse_headers(block, parse_lines), number=number, repeat=rounds)) / number * 1e6
 
 
 def main() -> None:
