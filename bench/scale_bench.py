@@ -315,9 +315,10 @@ def commands(url: str, total: int, runs: int, workdir: Path, table: Table) -> No
     table.seconds("eventstore_status", seconds)
     export = workdir / "export.jsonl"
     seconds, peak, status = timed_child(url, ["eventstore_export", str(export)])
-    table.add("eventstore_export", f"{total / seconds:,.0f} ev/s", f"{seconds:.1f} s, exit {status}, file {export.stat().st_size / 1024**2:,.0f} MB")
+    size = f", file {export.stat().st_size / 1024**2:,.0f} MB" if export.exists() else ""
+    table.add("eventstore_export", f"{total / seconds:,.0f} ev/s", f"{seconds:.1f} s, exit {status}{size}")
     table.add("eventstore_export, peak RSS", f"{peak:,.0f} MB", f"< {GOAL_EXPORT_MB:g} MB {'ok' if peak < GOAL_EXPORT_MB else 'MISSED'}")
-    export.unlink()
+    export.unlink(missing_ok=True)
     seconds, peak, status = timed_child(url, ["eventstore_verify"])
     table.add("eventstore_verify", f"{total / seconds:,.0f} ev/s", f"{seconds:.1f} s, exit {status}")
     table.add("eventstore_verify, peak RSS", f"{peak:,.0f} MB")
