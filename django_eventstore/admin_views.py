@@ -31,7 +31,7 @@ RAW_PREVIEW_CHARS = 4000
 DATA_PREVIEW_CHARS = 120  # the one-line preview of an event's data in its row
 LAST_EVENT_READS = 16  # reads in flight at once for the changelist's "last event at" column
 SCAN_LAST_EVENT_UP_TO = 64  # versions: up to this many events an actor's last is read by scanning, past it by binary search
-SORT_LIMIT = 10_000  # actors a sort other than by id reads (each page of them one listing): past it, narrow the list first
+SORT_LIMIT = 5_000  # actors a sort other than by id reads (each page of them one listing): past it, narrow the list first
 
 
 def actor_id_of(segment: str) -> str:
