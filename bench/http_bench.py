@@ -6,8 +6,9 @@
 Starts a throw-away nats-server, then serves the project in bench/http_project/
 (the store's API and a bare DRF ``APIView`` returning a constant, with the same
 authentication and permission classes) under gunicorn (``--workers`` sync
-workers) and uvicorn (``--workers`` processes), each on a free loopback port,
-and stops them after. The load comes from this script: ``--concurrency``
+workers) and uvicorn (``--workers`` single-process servers, one port each;
+``uvicorn-supervisor`` in ``--servers`` is uvicorn's own ``--workers`` instead),
+each on a free loopback port, and stops them after. The load comes from this script: ``--concurrency``
 threads, each with its own ``http.client`` connection (kept alive where the
 server allows it: gunicorn's sync workers close it after every response),
 sending its share of ``--requests`` one after the other. Per server and round it
@@ -61,7 +62,7 @@ HOST = "127.0.0.1"
 API = "/api/eventstore"
 READ_ACTOR = "bench-read"
 GOAL = 1.5
-SERVERS = ("gunicorn", "uvicorn")
+SERVERS = ("gunicorn", "uvicorn", "uvicorn-supervisor")  # the last: uvicorn's own --workers, to show its TCP_NODELAY issue
 
 
 @dataclass
@@ -127,24 +128,26 @@ class Results:
 
 
 def server_command(server: str, port: int, workers: int) -> list[str]:
-    """The command line that serves the bench project under gunicorn (`workers` sync workers) or uvicorn (one process) on HOST:port."""
+    """The command line that serves the bench project on HOST:port: gunicorn with `workers` sync workers, uvicorn as one process (or its supervisor's `workers`)."""
     if server == "gunicorn":
         return [sys.executable, "-m", "gunicorn", "bench.http_project.wsgi:application", "--bind", f"{HOST}:{port}", "--workers", str(workers), "--worker-class", "sync"]
-    return [sys.executable, "-m", "uvicorn", "bench.http_project.asgi:application", "--host", HOST, "--port", str(port), "--lifespan", "off", "--no-access-log"]
+    uvicorn = [sys.executable, "-m", "uvicorn", "bench.http_project.asgi:application", "--host", HOST, "--port", str(port), "--lifespan", "off", "--no-access-log"]
+    return uvicorn + (["--workers", str(workers)] if server == "uvicorn-supervisor" else [])
 
 
 @contextlib.contextmanager
 def serve(server: str, workers: int, env: dict[str, str], log_dir: Path) -> Iterator[list[int]]:
     """Run a server until the block ends: gunicorn with its workers on one port, uvicorn as one process per worker, each on its own port.
 
-    uvicorn's own ``--workers`` is not used: its supervisor binds the socket so that
-    accepted connections lack TCP_NODELAY, and every response then waits about 40 ms
-    for the client's delayed ACK (uvicorn issue 3149); single-process uvicorn is unaffected.
+    uvicorn's own ``--workers`` is used only by ``uvicorn-supervisor``, to show why: its
+    supervisor binds the socket so that accepted connections lack TCP_NODELAY, and every
+    response then waits about 40 ms for the client's delayed ACK (uvicorn issue 3149);
+    single-process uvicorn is unaffected.
     """
     processes: list[subprocess.Popen[bytes]] = []
     ports: list[int] = []
     try:
-        for i in range(1 if server == "gunicorn" else workers):
+        for i in range(workers if server == "uvicorn" else 1):
             ports.append(free_port(HOST))
             with open(log_dir / f"{server}-{i}.log", "wb") as log:
                 processes.append(subprocess.Popen(server_command(server, ports[-1], workers), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
@@ -247,19 +250,20 @@ def measure(targets: list[Target], rounds: int, n: int, concurrency: int, worker
 
 def report(results: Results, servers: list[str], args: argparse.Namespace) -> None:
     print(f"{args.requests} requests per row and round from {args.concurrency} client threads (http.client), {args.workers} workers per server, medians of {args.rounds} rounds")
-    print(f"{'server':<9} {'endpoint':<28} {'req/s':>8} {'median ms':>10} {'p99 ms':>8} {'/ bare':>7}  goal")
+    w = max(len(server) for server in servers)
+    print(f"{'server':<{w}} {'endpoint':<28} {'req/s':>8} {'median ms':>10} {'p99 ms':>8} {'/ bare':>7}  goal")
     for server in servers:
         for endpoint in ENDPOINTS:
             samples = results.samples[(server, endpoint)]
             ratio = statistics.median(results.ratios[(server, endpoint)])
             print(
-                f"{server:<9} {endpoint.label:<28} {statistics.median(s.rate for s in samples):>8,.0f} {statistics.median(s.median_ms for s in samples):>10.2f}"
+                f"{server:<{w}} {endpoint.label:<28} {statistics.median(s.rate for s in samples):>8,.0f} {statistics.median(s.median_ms for s in samples):>10.2f}"
                 f" {statistics.median(s.p99_ms for s in samples):>8.2f} {ratio:>6.2f}x  {verdict(endpoint, ratio)}"
             )
     print("ratios per round (endpoint median latency / bare view's):")
     for server in servers:
         for endpoint in ENDPOINTS[1:]:
-            print(f"  {server:<9} {endpoint.label:<28} " + ", ".join(f"{x:.2f}" for x in results.ratios[(server, endpoint)]))
+            print(f"  {server:<{w}} {endpoint.label:<28} " + ", ".join(f"{x:.2f}" for x in results.ratios[(server, endpoint)]))
 
 
 def verdict(endpoint: Endpoint, ratio: float) -> str:
@@ -411,7 +415,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000, help="requests per endpoint, server and round")
     parser.add_argument("--concurrency", type=int, default=2, help="client threads, each with its own connection")
     parser.add_argument("--workers", type=int, default=2, help="worker processes of each server")
-    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated: gunicorn, uvicorn")
+    parser.add_argument("--servers", default="gunicorn,uvicorn", help="comma-separated: gunicorn, uvicorn, uvicorn-supervisor (uvicorn's own --workers)")
     parser.add_argument("--profile", action="store_true", help="profile the requests in-process (test client, cProfile) instead")
     args = parser.parse_args()
     for name in ("rounds", "requests", "concurrency", "workers"):
