@@ -175,6 +175,11 @@ class ActorList:
     sort_choices: list[Choice]
     notice: str = ""  # why the list is not in the order asked for
 
+    @property
+    def sidebar(self) -> list[tuple[str, str, list[Choice]]]:
+        """The sidebar's blocks: (key, title, choices)."""
+        return [("type", "By type", self.type_choices), ("order", "Sort by", self.sort_choices)]
+
 
 # The changelist's orders (the ``o`` parameter): by id as text (the store's own order) when absent.
 SORTS = {
