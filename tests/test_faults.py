@@ -255,3 +255,33 @@ def test_credentials_never_reach_the_log(stream_name, tmp_path, caplog):
         store.close()
         server.keep_data = False
         server.stop()
+
+
+def test_a_message_nats_py_cannot_parse_costs_one_call_not_the_connection(nats_url, stream_name, subject_prefix):
+    """nats-py stops reading (yet says connected) on an inline status with invalid UTF-8; the store notices and connects again."""
+    import socket
+    from urllib.parse import urlsplit
+
+    store = JetStreamEventStore(nats_url, stream=stream_name, subject_prefix=subject_prefix, timeout=3.0)
+    try:
+        store.save_event(ev("order-1", 1))
+        inbox = store.portal.call(store.backend._connection()).prefix  # the store's own reply subjects
+        poison = b"NATS/1.0 503\r\nX: \xff\r\n\r\n"
+        url = urlsplit(nats_url)
+        with socket.create_connection((url.hostname, url.port)) as sock:
+            sock.recv(4096)  # INFO
+            sock.sendall(b'CONNECT {"verbose":false,"headers":true}\r\nHPUB %sx %d %d\r\n%s\r\nPING\r\n' % (inbox.encode(), len(poison), len(poison), poison))
+            assert b"PONG" in sock.recv(4096)
+        outcomes = []
+        for _ in range(3):
+            try:
+                outcomes.append(store.get_latest_version("order-1"))
+            except EventStoreUnavailable as e:
+                outcomes.append(str(e))
+            if outcomes[-1] == 1:
+                break
+        assert outcomes[-1] == 1, outcomes
+        assert len(outcomes) <= 2 and all("stopped reading" in o for o in outcomes[:-1] if isinstance(o, str)), outcomes
+        store.save_event(ev("order-1", 2))
+    finally:
+        store.close()

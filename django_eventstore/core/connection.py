@@ -288,6 +288,36 @@ class Connection:
                 await self.nc.subscribe(subject_filter, cb=bell.ring)
         return bell
 
+    async def reading(self, timeout: float = 1.0) -> bool:
+        """Whether our subscription still receives: a message sent to our own inbox comes back within timeout.
+
+        nats-py's read loop stops, while the client still says it is connected
+        (and its flush() no longer waits for a PONG), when a message it cannot
+        parse arrives: e.g. an inline status with an invalid UTF-8 description,
+        which any client allowed to publish to our inbox can send. While nats-py
+        reconnects, we take it that it is reading: it is on it.
+        """
+        if not self.nc.is_connected:
+            return True
+        token = f"probe{next(self.tokens)}"
+        future: asyncio.Future[Msg] = self.loop.create_future()
+        self.pending[token] = future
+        try:
+            await self.nc.publish(self.prefix + token, b"")
+            await asyncio.wait_for(future, timeout)
+        except (TimeoutError, nats.errors.Error):
+            return False
+        finally:
+            del self.pending[token]
+        return True
+
+    async def abort(self) -> None:
+        """Close the client without draining (a client that no longer reads would wait for nothing); best effort."""
+        try:
+            await asyncio.wait_for(self.nc.close(), 2.0)
+        except Exception as e:  # noqa: BLE001 - closing a broken connection is best effort
+            log.debug("closing the NATS connection: %r", e)
+
     async def close(self) -> None:
         """Drain (or close) the client; best effort, never raises."""
         if self.nc.is_closed:

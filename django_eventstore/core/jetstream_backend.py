@@ -136,6 +136,13 @@ class JetStreamBackend:
                 f"could not connect to NATS within {self.timeout:g}s{self._health.reason()}; servers tried: {self.servers_text}"
             ) from None
 
+    async def _drop(self, conn: Connection) -> None:
+        """Give up a connection that no longer reads: the next call opens another."""
+        log.warning("the NATS connection stopped reading (nats-py could not parse a message?); opening another")
+        if self._conn is conn:
+            self._conn = None
+        await conn.abort()
+
     def forget(self) -> None:
         self._conn = None
         self._connecting = None
@@ -185,6 +192,12 @@ class JetStreamBackend:
             try:
                 return await ask(max(min(attempt, remaining), 0.001))
             except NoAnswer:
+                if not await conn.reading():
+                    await self._drop(conn)
+                    raise EventStoreUnavailable(
+                        "the NATS connection stopped reading (nats-py could not parse a message sent to it) and is being opened again; "
+                        f"try again. servers: {self.servers_text}"
+                    ) from None
                 if deadline - time.monotonic() <= 0.001:
                     raise EventStoreUnavailable(f"NATS did not answer within {self.timeout:g}s (stream {self.stream_names[stream]}); servers tried: {self.servers_text}") from None
                 continue
