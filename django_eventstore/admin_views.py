@@ -6,14 +6,12 @@ return plain objects; ``admin.py`` checks permissions and renders them.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from asgiref.sync import async_to_sync
 from django.core.paginator import Paginator
 from django.http import Http404, QueryDict
 from django.urls import NoReverseMatch, reverse
@@ -29,8 +27,6 @@ ACTORS_PER_PAGE = 100  # as the admin's list_per_page
 EVENTS_PER_PAGE = 50
 RAW_PREVIEW_CHARS = 4000
 DATA_PREVIEW_CHARS = 120  # the one-line preview of an event's data in its row
-LAST_EVENT_READS = 16  # reads in flight at once for the changelist's "last event at" column
-SCAN_LAST_EVENT_UP_TO = 64  # versions: up to this many events an actor's last is read by scanning, past it by binary search
 SORT_LIMIT = 5_000  # actors a sort other than by id reads (each page of them one listing): past it, narrow the list first
 
 
@@ -232,55 +228,6 @@ def every_actor(store: EventStore, actor_type: str | None, prefix: str | None, l
         after = listing.next_after
 
 
-def last_event_times(store: EventStore, actors: list[ActorSummary]) -> dict[str, datetime]:
-    """When each actor's latest event was stored: that event read back, for all the actors at once.
-
-    ``list_actors`` reads these messages but returns only their versions. An
-    actor with few events is read from its version before last (the store
-    reads its subject from the start below its seek threshold); a longer one is
-    found by a binary search over stream positions, one message a probe.
-    """
-
-    async def read() -> list[Event | None]:
-        gate = asyncio.Semaphore(LAST_EVENT_READS)
-        end = await store.alast_position()
-
-        async def last(actor: ActorSummary) -> Event | None:
-            async with gate:
-                if actor.latest_version <= SCAN_LAST_EVENT_UP_TO:
-                    events = await store.aget_events(actor.actor_id, max(actor.latest_version - 1, 0), limit=1, upcast=False)
-                    return events[0] if events else None
-                return await _search_last_event(store, actor, end)
-
-        return await asyncio.gather(*(last(a) for a in actors))
-
-    return {a.actor_id: event.timestamp for a, event in zip(actors, async_to_sync(read)()) if event is not None}
-
-
-async def _search_last_event(store: EventStore, actor: ActorSummary, end: int) -> Event | None:
-    """The actor's event with its latest version (or a later one), by binary search over positions 1..end."""
-    low, high = 0, end  # the event is after position ``low`` and at or before ``high``
-    while low < high:
-        probe = (low + high) // 2
-        event = await _first_event_after(store, actor.actor_id, probe)
-        if event is None:
-            high = probe
-        elif (event.version or 0) >= actor.latest_version:
-            return event
-        else:
-            low = event.position or probe + 1
-    return None
-
-
-async def _first_event_after(store: EventStore, actor_id: str, position: int) -> Event | None:
-    """The actor's first well-formed event after a stream position, one message a read (past malformed ones)."""
-    while True:
-        found = await store.aread_all_with_errors(position, 1, actor_id=actor_id, upcast=False)
-        if found.events or not found.errors:
-            return found.events[0] if found.events else None
-        position = found.errors[0].position
-
-
 def actor_list(store: EventStore, params: QueryDict, actor_url: Callable[[str], str]) -> ActorList:
     """One page of actors for the changelist: ``q`` (id prefix), ``type``, ``o`` (a sort of SORTS) and ``p`` (1-based page)."""
     prefix = params.get("q", "")
@@ -319,9 +266,8 @@ def actor_list(store: EventStore, params: QueryDict, actor_url: Callable[[str], 
         types.add(actor_type)
     choices = [Choice("All", query_string(kept, type=None), not actor_type)]
     choices += [Choice(type_label(t), query_string(kept, type=t), t == actor_type) for t in sorted(types)]
-    times = last_event_times(store, actors)
     return ActorList(
-        rows=[ActorRow(a, actor_url(actor_segment(a.actor_id)), times.get(a.actor_id)) for a in actors],
+        rows=[ActorRow(a, actor_url(actor_segment(a.actor_id)), a.last_event_at) for a in actors],
         total=total,
         page=page,
         page_count=paginator.num_pages,

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Awaitable, Callable, Iterable
 
 from . import forgetting
@@ -749,27 +750,33 @@ class Engine:
         start = bisect.bisect_right(ids, after) if after is not None else 0
         start += offset
         page_ids = ids[start : start + limit]
-        versions = await self._latest_versions(page_ids)
+        latest = await self._latest_events(page_ids)
         snapshots = await self._snapshot_versions(page_ids)
-        actors = [summary(i, versions[i], snapshots.get(i)) for i in page_ids]
+        actors = [summary(i, latest[i][0], snapshots.get(i), latest[i][1]) for i in page_ids]
         more = start + limit < len(ids)
         return ActorPage(actors, page_ids[-1] if more and page_ids else None, len(ids))
 
-    async def _latest_versions(self, actor_ids: list[str]) -> dict[str, int]:
+    async def _latest_events(self, actor_ids: list[str]) -> dict[str, tuple[int, datetime | None]]:
+        """Each actor's latest version and its event's timestamp, from one batched read of their last messages.
+
+        A malformed last message costs a scan for the latest well-formed event.
+        """
         if not actor_ids:
             return {}
         by_subject = {self.subjects.event_subject(i): i for i in actor_ids}
         msgs = await self.backend.last_msgs(EVENTS, list(by_subject))
-        versions = {}
+        latest: dict[str, tuple[int, datetime | None]] = {}
         for subject, actor_id in by_subject.items():
             msg = msgs.get(subject)
             try:
                 if msg is None:
                     raise Malformed("no message")
-                versions[actor_id] = self._decode(actor_id, msg).version
+                event = self._decode(actor_id, msg)
+                latest[actor_id] = (event.version, event.timestamp)  # type: ignore[assignment]
             except Malformed:
-                versions[actor_id] = (await self._read_state(actor_id, subject)).version
-        return versions  # type: ignore[return-value]
+                good = await self._last_good_event(actor_id, subject)
+                latest[actor_id] = (good.version, good.timestamp) if good else (0, None)  # type: ignore[assignment]
+        return latest
 
     async def _snapshot_versions(self, actor_ids: list[str]) -> dict[str, int]:
         if not actor_ids:

@@ -142,10 +142,13 @@ class ActorSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class ActorSummary:
+    """One actor of a listing; ``last_event_at`` is its latest event's timestamp (None when that is unreadable)."""
+
     actor_id: str
     actor_type: str
     latest_version: int
     snapshot_version: int | None = None
+    last_event_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,5 +421,5 @@ def decode_snapshot(actor_id: str, body: bytes) -> ActorSnapshot:
         raise Malformed("snapshot is nested too deeply to read as JSON") from None
 
 
-def summary(actor_id: str, latest_version: int, snapshot_version: int | None) -> ActorSummary:
-    return ActorSummary(actor_id, _actor_type(actor_id), latest_version, snapshot_version)
+def summary(actor_id: str, latest_version: int, snapshot_version: int | None, last_event_at: datetime | None = None) -> ActorSummary:
+    return ActorSummary(actor_id, _actor_type(actor_id), latest_version, snapshot_version, last_event_at)
