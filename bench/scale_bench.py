@@ -236,18 +236,19 @@ def list_actor_pages(store: Any, actors: int, runs: int, table: Table) -> None:
 
 def indexed_pages(store: Any, actors: int, runs: int, table: Table) -> None:
     """The same pages through core/actor_index.py, as list_actors would answer them with the index wired in:
-    the index's page, then the page's latest and snapshot versions (one multi_last direct get each)."""
+    the index's page, then the page's last messages and snapshot versions (one multi_last direct get each)."""
     from django_eventstore import Event
     from django_eventstore.core.actor_index import ActorIndex
+    from django_eventstore.core.backend import EVENTS
 
     engine = store.engine
     index = ActorIndex(engine.backend, engine.subjects)
 
     async def listed(**query: Any) -> list[Any]:
         page = await index.page(limit=PAGE, **query)
-        versions = await engine._latest_versions(page.ids)
-        snapshots = await engine._snapshot_versions(page.ids)
-        return [(i, versions[i], snapshots.get(i)) for i in page.ids]
+        last = await engine.backend.last_msgs(EVENTS, [engine.subjects.event_subject(i) for i in page.ids])
+        snapshots = await engine.snapshot_versions(page.ids)
+        return [(i, last[engine.subjects.event_subject(i)].seq, snapshots.get(i)) for i in page.ids]
 
     started = time.perf_counter()
     indexed = store.portal.call(index.ids())  # a copy of the index's list, holding the same strings

@@ -46,3 +46,13 @@ def test_header_parse_bench_smoke() -> None:
     out = run_script("header_parse_bench.py", "--messages", "300", "--rounds", "1", "--fuzz", "300")
     assert re.search(r"^equality: (\d+) of \1 header blocks parse alike", out, re.MULTILINE), out
     assert "4 headers (an event)" in out and "10 headers (a direct get)" in out, out
+
+
+def test_scale_bench_quick() -> None:
+    """scale_bench.py --quick writes its actors, lists them with and without the actor index, and runs export and verify to the end."""
+    out = run_script("scale_bench.py", "--quick", "--actors", "2000", timeout=240)
+    for row in ("save_events", "nats-server RSS", "list_actors, last page", "admin changelist, page 1", "eventstore_status", "actor index: types"):
+        assert any(line.startswith(row) for line in out.splitlines()), f"no {row!r} row:\n{out}"
+    for command in ("eventstore_export", "eventstore_verify"):
+        assert re.search(rf"^{command} .* exit 0", out, re.MULTILINE), out
+    assert re.search(r"^eventstore_export, peak RSS +\d+ MB", out, re.MULTILINE), out
