@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from django_eventstore import ActorSnapshot, Event, get_store
+from django_eventstore.core.events import format_timestamp
 from django_eventstore.core.subjects import Subjects
 from django_eventstore.management.commands.eventstore_events import Command as EventsCommand
 from django_eventstore.paging import read_pages
@@ -178,9 +179,11 @@ def test_actors_table(three_actors):
 
 def test_actors_json_filters_and_limit(three_actors):
     out, _ = run("eventstore_actors", "--format", "json", "--type", "order")
+    store = get_store()
+    last = {a: format_timestamp(store.get_events(a)[-1].timestamp) for a in ("order-1", "order-2")}
     assert json.loads(out) == [
-        {"actor_id": "order-1", "actor_type": "order", "latest_version": 3, "snapshot_version": 2},
-        {"actor_id": "order-2", "actor_type": "order", "latest_version": 1, "snapshot_version": None},
+        {"actor_id": "order-1", "actor_type": "order", "latest_version": 3, "snapshot_version": 2, "last_event_at": last["order-1"]},
+        {"actor_id": "order-2", "actor_type": "order", "latest_version": 1, "snapshot_version": None, "last_event_at": last["order-2"]},
     ]
     out, _ = run("eventstore_actors", "--format", "json", "--prefix", "user-")
     assert [a["actor_id"] for a in json.loads(out)] == ["user-9"]

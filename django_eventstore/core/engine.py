@@ -6,16 +6,15 @@ the memory store drives them directly (its backend never suspends).
 
 from __future__ import annotations
 
-import bisect
 import logging
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Awaitable, Callable, Iterable
 
 from . import forgetting
+from .actor_index import ActorIndex
 from .backend import EVENTS, SNAPSHOTS, Backend, DuplicateBatch, PubAck, Publish, RawMsg, WrongLastSequence
 from .crypto import DataKey, Keyring, event_aad, sealed_size, snapshot_aad
 from .errors import EncryptionError, EventStoreError, EventTooLarge, InvalidEvent, SnapshotNotFound, VersionConflictError
@@ -51,7 +50,6 @@ SEEK_FROM = 1024  # skip-ahead by binary search pays from about this many events
 MAX_PUBLISH_ATTEMPTS = 5
 PIPELINE = 256  # save_events: publishes in flight at once
 PIPELINE_BYTES = 4 * 1024 * 1024  # and their bodies' bytes at most (beyond the first)
-LISTING_REUSE = 1.0  # seconds a full actor listing may serve actor_types()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +76,16 @@ def _header_size(headers: dict[str, str]) -> int:
 class Engine:
     """The event store over a Backend (see module docstring)."""
 
-    def __init__(self, backend: Backend, subjects: Subjects, cache_size: int = 10_000, *, keyring: Keyring | None = None, upcasters: Upcasters = registry):
+    def __init__(
+        self,
+        backend: Backend,
+        subjects: Subjects,
+        cache_size: int = 10_000,
+        *,
+        keyring: Keyring | None = None,
+        upcasters: Upcasters = registry,
+        index_follow: float = 0.0,
+    ):
         self.backend = backend
         self.subjects = subjects
         self.keyring = keyring  # None: data stored in clear
@@ -86,7 +93,7 @@ class Engine:
         self._cache: OrderedDict[str, _State] = OrderedDict()
         self._cache_lock = threading.Lock()  # sync callers run the engine in their own threads, next to the loop
         self._cache_size = cache_size
-        self._last_listing: tuple[float, list[str]] | None = None
+        self.actor_index = ActorIndex(backend, subjects, follow=index_follow)  # list_actors' sorted ids
 
     # ----- the version cache (a hint: the server has the last word) -----
 
@@ -115,6 +122,7 @@ class Engine:
         self._cache, self._cache_lock = OrderedDict(), threading.Lock()
         if self.keyring is not None:
             self.keyring.forget_cache()
+        self.actor_index.forget()
 
     # ----- reading an actor's state -----
 
@@ -699,19 +707,6 @@ class Engine:
 
     # ----- listing actors -----
 
-    async def _decoded_ids(self, actor_type: str | None = None, reuse: bool = False) -> list[str]:
-        """The ids of the actors with at least one message, unsorted; foreign subjects skipped.
-
-        With ``reuse``, a full listing made less than LISTING_REUSE seconds ago serves again.
-        """
-        listed = self._last_listing
-        if reuse and actor_type is None and listed is not None and time.monotonic() - listed[0] < LISTING_REUSE:
-            return listed[1]
-        ids = await self._ids_in(EVENTS, self.subjects.events_filter(actor_type))
-        if actor_type is None:
-            self._last_listing = (time.monotonic(), ids)
-        return ids
-
     async def _ids_in(self, stream: str, subject_filter: str) -> list[str]:
         ids = []
         for subject in await self.backend.subjects(stream, subject_filter):
@@ -723,13 +718,11 @@ class Engine:
 
     async def actor_ids(self, actor_type: str | None = None, prefix: str | None = None) -> list[str]:
         """Every actor id with at least one message, sorted, optionally of one type and id prefix."""
-        ids = await self._decoded_ids(actor_type)
-        return sorted(i for i in ids if i.startswith(prefix)) if prefix else sorted(ids)
+        return await self.actor_index.ids(actor_type, prefix)
 
     async def actor_types(self) -> list[str]:
-        """The actor types present, sorted; reuses a listing of all actors made in the last second
-        (so a page that lists actors and types reads the subjects once)."""
-        return sorted({actor_type_of(i) for i in await self._decoded_ids(reuse=True)})
+        """The actor types present, sorted (from the actor index: no listing of its own)."""
+        return await self.actor_index.types()
 
     async def list_actors(
         self,
@@ -746,15 +739,11 @@ class Engine:
         for name, value in (("actor_type", actor_type), ("prefix", prefix), ("after", after)):
             if value is not None and not isinstance(value, str):
                 raise InvalidEvent(f"{name} must be a string or None, got {value!r}")
-        ids = await self.actor_ids(actor_type, prefix)
-        start = bisect.bisect_right(ids, after) if after is not None else 0
-        start += offset
-        page_ids = ids[start : start + limit]
-        latest = await self._latest_events(page_ids)
-        snapshots = await self._snapshot_versions(page_ids)
-        actors = [summary(i, latest[i][0], snapshots.get(i), latest[i][1]) for i in page_ids]
-        more = start + limit < len(ids)
-        return ActorPage(actors, page_ids[-1] if more and page_ids else None, len(ids))
+        page = await self.actor_index.page(actor_type, prefix, limit, after, offset)
+        latest = await self._latest_events(page.ids)
+        snapshots = await self._snapshot_versions(page.ids)
+        actors = [summary(i, latest[i][0], snapshots.get(i), latest[i][1]) for i in page.ids]
+        return ActorPage(actors, page.ids[-1] if page.more and page.ids else None, page.total)
 
     async def _latest_events(self, actor_ids: list[str]) -> dict[str, tuple[int, datetime | None]]:
         """Each actor's latest version and its event's timestamp, from one batched read of their last messages.
@@ -816,5 +805,6 @@ class Engine:
         return await forgetting.census(self)
 
     async def close(self) -> None:
+        await self.actor_index.close()
         await self.backend.close()
 

@@ -150,6 +150,15 @@ class ActorSummary:
     snapshot_version: int | None = None
     last_event_at: datetime | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "actor_id": self.actor_id,
+            "actor_type": self.actor_type,
+            "latest_version": self.latest_version,
+            "snapshot_version": self.snapshot_version,
+            "last_event_at": format_timestamp(self.last_event_at) if self.last_event_at else None,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class ActorPage:

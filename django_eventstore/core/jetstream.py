@@ -48,7 +48,8 @@ class JetStreamEventStore(EventStore):
             connect_options,
             key_bucket=encryption["KEY_BUCKET"] if encryption else None,
         )
-        super().__init__(Engine(self.backend, subjects, cache_size, keyring=keyring_for(self.backend, encryption)))
+        # index_follow: after a listing, the actor index reads new events as they come for a minute (listings stay fast)
+        super().__init__(Engine(self.backend, subjects, cache_size, keyring=keyring_for(self.backend, encryption), index_follow=60.0))
         self.portal = Portal(on_fork=self._after_fork)
 
     def _after_fork(self) -> None:

@@ -37,6 +37,7 @@ ERR_JETSTREAM_OFF = 10076
 ERR_JETSTREAM_OFF_FOR_ACCOUNT = 10039
 ERR_BATCH_INCOMPLETE = 10176  # a server restart in the middle of an atomic batch: nothing stored, send it again
 ATTEMPT_TIMEOUT = 1.0  # seconds a request may go unanswered before it is sent again (within TIMEOUT in all)
+MAX_ATTEMPT_TIMEOUT = 4.0  # the wait doubles after each unanswered try, up to this (a failover still retries within seconds)
 _MISSING = "missing"
 _WILDCARD = re.compile(r"(^|\.)[*>](\.|$)")  # _stream_problem: the stream does not exist
 # Every server answer that means "the expected sequence (or last message) did not hold": a conflict to settle.
@@ -179,7 +180,9 @@ class JetStreamBackend:
         that carry their event id and expected sequence (a re-sent write that
         was stored the first time is refused, and the engine finds it stored).
         So a request unanswered within ``attempt`` seconds (its server died, the
-        answer was lost) goes out again, and so does one that "no responders"
+        answer was lost) goes out again, each time allowed twice as long (a
+        server that is only slow, e.g. a batch read of thousands of messages
+        under load, is not sent the same work every second), and so does one that "no responders"
         says nobody received (a server restarting, a leader election). With
         probe, one look at the stream tells a setup problem, which fails at
         once (a missing stream is created again under AUTO_SETUP).
@@ -200,6 +203,7 @@ class JetStreamBackend:
                     ) from None
                 if deadline - time.monotonic() <= 0.001:
                     raise EventStoreUnavailable(f"NATS did not answer within {self.timeout:g}s (stream {self.stream_names[stream]}); servers tried: {self.servers_text}") from None
+                attempt = max(attempt, min(attempt * 2, MAX_ATTEMPT_TIMEOUT))
                 continue
             except NoResponders:
                 pass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from django.core.management.base import CommandParser
@@ -25,7 +24,7 @@ class Command(StoreCommand):
     def run(self, *args: Any, actor_type: str | None, prefix: str | None, limit: int, format: str, **options: Any) -> None:
         actors, total = self.fetch(actor_type, prefix, limit)
         if format == "json":
-            self.write_json([asdict(a) for a in actors])
+            self.write_json([a.to_dict() for a in actors])
         else:
             self.write_table(
                 ("ACTOR", "TYPE", "LATEST", "SNAPSHOT"),

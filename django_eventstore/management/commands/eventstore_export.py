@@ -39,13 +39,13 @@ class Command(StoreCommand):
     def run(self, file: str, *, actor_type: str | None, actor_id: str | None, snapshots: bool, upcast: bool, **options: Any) -> None:
         started = time.monotonic()
         with self.open_target(file) as write:
-            latest = self.export_events(write, actor_type, actor_id, upcast)
-            if actor_id is not None and not latest:
+            upto = self.export_events(write, actor_type, actor_id, upcast)
+            if actor_id is not None and not self.events:
                 raise CommandError(f"actor {actor_id!r} has no events (list the actors with manage.py eventstore_actors)")
-            saved = self.export_snapshots(write, latest) if snapshots else 0
+            saved = self.export_snapshots(write, upto, actor_type, actor_id) if snapshots else 0
         seconds = time.monotonic() - started
         with_snapshots = f" and {plural(saved, 'snapshot')}" if snapshots else ""
-        self.note(f"exported {plural(self.events, 'event')} of {plural(len(latest), 'actor')}{with_snapshots} in {seconds:.1f}s")
+        self.note(f"exported {plural(self.events, 'event')} of {plural(self.actors, 'actor')}{with_snapshots} in {seconds:.1f}s")
 
     @contextlib.contextmanager
     def open_target(self, file: str) -> Iterator[Write]:
@@ -70,10 +70,12 @@ class Command(StoreCommand):
                 raise CommandError(f"cannot write {file}: {e}") from e
             raise
 
-    def export_events(self, write: Write, actor_type: str | None, actor_id: str | None, upcast: bool) -> dict[str, int]:
-        """Write the events up to the stream's current end; each exported actor's last version."""
-        self.events = 0
-        latest: dict[str, int] = {}
+    def export_events(self, write: Write, actor_type: str | None, actor_id: str | None, upcast: bool) -> int:
+        """Write the events up to the stream's current end, which it returns; count events and actors (their version 1s).
+
+        Nothing is kept per actor, so the export's memory does not grow with the store.
+        """
+        self.events = self.actors = 0
         upto = self.store.last_position()
         progress = Progress(self, upto, "exporting")
         for page in read_pages(self.store, actor_type=actor_type, actor_id=actor_id, upto=upto, upcast=upcast):
@@ -81,24 +83,24 @@ class Command(StoreCommand):
                 self.stderr.write(f"skipped malformed message at position {bad.position} on {bad.subject}: {bad.reason}")
             if page.events:
                 write("".join(event_line(e) + "\n" for e in page.events))
-                latest.update((e.actor_id, e.version) for e in page.events)  # type: ignore[misc]
                 self.events += len(page.events)
+                self.actors += sum(1 for e in page.events if e.version == 1)
             progress.update(page.position, self.events)
         progress.finish(self.events)
-        return latest
+        return upto
 
-    def export_snapshots(self, write: Write, latest: dict[str, int]) -> int:
-        """Write the latest snapshot of each exported actor that has one (not ahead of its exported events)."""
-        ids = sorted(latest)
+    def export_snapshots(self, write: Write, upto: int, actor_type: str | None, actor_id: str | None) -> int:
+        """Write the latest snapshot of each exported actor that has one, unless its event is past the exported ones."""
+        ids = [actor_id] if actor_id is not None else self.store.snapshot_actor_ids(actor_type)
         written = 0
         for start in range(0, len(ids), MAX_PAGE):
-            for actor_id in sorted(self.store.snapshot_versions(ids[start : start + MAX_PAGE])):
+            for snapshot_actor in sorted(self.store.snapshot_versions(ids[start : start + MAX_PAGE])):
                 try:
-                    snapshot = self.store.get_latest_snapshot(actor_id)
+                    snapshot = self.store.get_latest_snapshot(snapshot_actor)
                 except SnapshotNotFound:
-                    continue  # malformed: the store logged why
-                if snapshot.version > latest[actor_id]:
-                    self.stderr.write(f"skipped snapshot of actor {actor_id!r} at version {snapshot.version}: ahead of its exported events")
+                    continue  # malformed, or its actor forgotten: the store logged why
+                if not snapshot.position or snapshot.position > upto:
+                    self.stderr.write(f"skipped snapshot of actor {snapshot_actor!r} at version {snapshot.version}: ahead of its exported events")
                     continue
                 write(snapshot_line(snapshot) + "\n")
                 written += 1
