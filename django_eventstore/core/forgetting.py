@@ -9,9 +9,9 @@ only what is left undone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, AsyncIterator
 
-from .backend import EVENTS, SNAPSHOTS
+from .backend import EVENTS, SNAPSHOTS, RawMsg
 from .errors import EncryptionError, VersionConflictError
 from .events import Event, Malformed, Sealed, decode_snapshot
 from .subjects import validate_actor_id
@@ -82,41 +82,41 @@ async def _leave_audit_event(engine: Engine, actor_id: str) -> Event | None:
     raise VersionConflictError(actor_id, 0, 0, f"could not append {FORGOTTEN_EVENT} to actor {actor_id!r}: other writes kept coming first")
 
 
+async def _every_message(engine: Engine, stream: str, subject_filter: str) -> AsyncIterator[RawMsg]:
+    """The stream's messages on the filter, in order, 1,000 a read."""
+    position = 0
+    while True:
+        msgs, _ = await engine.backend.next_msgs(stream, subject_filter, position + 1, 1000)
+        if not msgs:
+            return
+        for msg in msgs:
+            yield msg
+        position = msgs[-1].seq
+
+
 async def census(engine: Engine) -> Census:
     """Count the events and snapshots stored sealed and in clear (a full scan of both streams)."""
     out = Census()
-    position = 0
-    while True:
-        msgs, _ = await engine.backend.next_msgs(EVENTS, engine.subjects.events_filter(), position + 1, 1000)
-        if not msgs:
-            break
-        for msg in msgs:
-            try:
-                actor_id = engine.subjects.actor_id_of(msg.subject)
-                event = engine._decode(actor_id, msg)
-            except (Malformed, ValueError):
-                continue  # malformed: eventstore_verify reports those
-            if type(event.data) is Sealed:
-                out.events_sealed += 1
-            elif event.data:
-                out.events_plain += 1
-                out.plain_actors.add(actor_id)
-            else:
-                out.events_without_data += 1
-        position = msgs[-1].seq
-    position = 0
-    while True:
-        msgs, _ = await engine.backend.next_msgs(SNAPSHOTS, engine.subjects.snapshots_filter(), position + 1, 1000)
-        if not msgs:
-            break
-        for msg in msgs:
-            try:
-                snapshot = decode_snapshot(engine.subjects.actor_id_of(msg.subject), msg.data)
-            except (Malformed, ValueError):
-                continue
-            if type(snapshot.state) is Sealed:
-                out.snapshots_sealed += 1
-            elif snapshot.state:
-                out.snapshots_plain += 1
-        position = msgs[-1].seq
+    async for msg in _every_message(engine, EVENTS, engine.subjects.events_filter()):
+        try:
+            actor_id = engine.subjects.actor_id_of(msg.subject)
+            event = engine._decode(actor_id, msg)
+        except (Malformed, ValueError):
+            continue  # malformed: eventstore_verify reports those
+        if type(event.data) is Sealed:
+            out.events_sealed += 1
+        elif event.data:
+            out.events_plain += 1
+            out.plain_actors.add(actor_id)
+        else:
+            out.events_without_data += 1
+    async for msg in _every_message(engine, SNAPSHOTS, engine.subjects.snapshots_filter()):
+        try:
+            snapshot = decode_snapshot(engine.subjects.actor_id_of(msg.subject), msg.data)
+        except (Malformed, ValueError):
+            continue
+        if type(snapshot.state) is Sealed:
+            out.snapshots_sealed += 1
+        elif snapshot.state:
+            out.snapshots_plain += 1
     return out
