@@ -405,7 +405,9 @@ class Engine:
             last = prepared[-1]
             self._remember(actor_id, _State(last.version, last_seq, last.id, last_seq))  # type: ignore[arg-type]
             first_seq = last_seq - len(prepared) + 1
-            return [evolve(e, position=first_seq + i) for i, e in enumerate(prepared)]
+            for i, event in enumerate(prepared):  # copies _prepare_batch made: nobody else holds them yet
+                object.__setattr__(event, "position", first_seq + i)
+            return prepared
 
         return await self._write(actor_id, subject, prepared, publish)
 
