@@ -16,7 +16,7 @@ from typing import Awaitable, Callable, Iterable
 from . import forgetting
 from .actor_index import ActorIndex
 from .backend import EVENTS, SNAPSHOTS, Backend, DuplicateBatch, PubAck, Publish, RawMsg, WrongLastSequence
-from .crypto import DataKey, Keyring, event_aad, sealed_size, snapshot_aad
+from .crypto import DataKey, Keyring, event_aad, snapshot_aad
 from .errors import EncryptionError, EventStoreError, EventTooLarge, InvalidEvent, SnapshotNotFound, VersionConflictError
 from .events import (
     ActorPage,
@@ -195,9 +195,8 @@ class Engine:
         what = f"event {event.event_type!r} of actor {event.actor_id!r}"
         sealed = None
         if self.keyring is not None and event.data:
-            plain = data_json(event.data, what)
             key = keys.get(event.actor_id) if keys is not None else None  # type: ignore[arg-type]
-            sealed = Keyring.seal(key, plain, event_aad(event.actor_id, event.id)) if key else Sealed("0" * 16, "A" * sealed_size(len(plain)))  # type: ignore[arg-type]
+            sealed = Keyring.seal(key, data_json(event.data, what), event_aad(event.actor_id, event.id))  # type: ignore[arg-type]
         headers, body = encode_event(event, sealed)
         self._check_size(headers, body, what)
         return headers, body
@@ -207,8 +206,6 @@ class Engine:
         if self.keyring is None or not snapshot.state:
             return None
         plain = data_json(snapshot.state, f"snapshot state of actor {snapshot.actor_id!r}")
-        if key is None:
-            return Sealed("0" * 16, "A" * sealed_size(len(plain)))
         return Keyring.seal(key, plain, snapshot_aad(snapshot.actor_id, snapshot.version))
 
     def _check_size(self, headers: dict[str, str], body: bytes, what: str) -> None:
@@ -620,13 +617,8 @@ class Engine:
         wanted: dict[str, str] = {e.actor_id: e.data.key_id for e in events if isinstance(e.data, Sealed)}  # type: ignore[misc, attr-defined]
         if not wanted:
             return events
-        keyring = self.keyring
-        if keyring is None:
-            raise EncryptionError(f"the data of actor {next(iter(wanted))!r} is encrypted, and EVENTSTORE has no ENCRYPTION setting to open it")
-        entries = await keyring.entries(list(wanted))  # type: ignore[arg-type]
-        unsure = [a for a, key_id in wanted.items() if entries[a].key is None or entries[a].key.id != key_id]  # type: ignore[index, union-attr]
-        if unsure:  # a cached entry may predate a new key, or a forget: ask the bucket
-            entries.update(await keyring.entries(unsure, fresh=True))  # type: ignore[arg-type]
+        keyring = self._keyring_to_open(f"the data of actor {next(iter(wanted))!r}")
+        entries = await keyring.entries_for(wanted)
         out = []
         for event in events:
             sealed = event.data
@@ -642,6 +634,12 @@ class Engine:
             else:
                 raise EncryptionError(f"the data of actor {event.actor_id!r} is encrypted, but bucket {keyring.bucket} has no key for it: is KEY_BUCKET right?")
         return out
+
+    def _keyring_to_open(self, what: str) -> Keyring:
+        """The keyring that opens sealed data; EncryptionError naming ``what`` when encryption is off."""
+        if self.keyring is None:
+            raise EncryptionError(f"{what} is encrypted, and EVENTSTORE has no ENCRYPTION setting to open it")
+        return self.keyring
 
     async def wait_for_new(self, subject_filter: str, position: int, timeout: float) -> bool:
         """Wait until a message after position may be stored on the filter (True), or timeout passed (False)."""
@@ -697,14 +695,11 @@ class Engine:
     async def _opened_snapshot(self, snapshot: ActorSnapshot) -> ActorSnapshot:
         """A sealed snapshot opened; SnapshotNotFound when its actor was forgotten (or encryption is off)."""
         sealed: Sealed = snapshot.state  # type: ignore[assignment]
-        if self.keyring is None:
-            raise EncryptionError(f"the snapshot of actor {snapshot.actor_id!r} is encrypted, and EVENTSTORE has no ENCRYPTION setting to open it")
-        entry = (await self.keyring.entries([snapshot.actor_id]))[snapshot.actor_id]
-        if entry.key is None or entry.key.id != sealed.key_id:
-            entry = (await self.keyring.entries([snapshot.actor_id], fresh=True))[snapshot.actor_id]
+        keyring = self._keyring_to_open(f"the snapshot of actor {snapshot.actor_id!r}")
+        entry = (await keyring.entries_for({snapshot.actor_id: sealed.key_id}))[snapshot.actor_id]
         if entry.key is None or entry.key.id != sealed.key_id:
             raise SnapshotNotFound(snapshot.actor_id)  # its key was destroyed: the actor was forgotten
-        state = self.keyring.open(entry.key, sealed, snapshot_aad(snapshot.actor_id, snapshot.version), f"the snapshot of actor {snapshot.actor_id!r}")
+        state = keyring.open(entry.key, sealed, snapshot_aad(snapshot.actor_id, snapshot.version), f"the snapshot of actor {snapshot.actor_id!r}")
         return replace(snapshot, state=state)
 
     # ----- listing actors -----
