@@ -72,6 +72,8 @@ class Raw:
                     headers["Nats-Expected-Last-Subject-Sequence"] = str(last)
                 if n < size:
                     await self.nc.publish(subject, body, headers=headers)
+                    if n == 1:
+                        await asyncio.sleep(0)  # as the store does: the first message goes out at once, the server starts the batch
                 else:
                     headers["Nats-Batch-Commit"] = "1"
                     last = json.loads((await self.nc.request(subject, body, headers=headers, timeout=10)).data)["seq"]

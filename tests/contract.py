@@ -149,6 +149,25 @@ class StoreContract:
             store.save_event(Event(actor_id="o-1", event_type="X", version=1, data=[1]))  # type: ignore[arg-type]
         assert store.get_latest_version("o-1") == 0
 
+    @pytest.mark.parametrize(
+        "data, metadata",
+        [({1: "a"}, {}), ({"nested": [{"ok": 1}, {True: "b"}]}, {}), ({"fine": 1}, {"by": {None: "c"}})],
+        ids=["data", "nested data", "metadata"],
+    )
+    def test_keys_json_would_turn_into_strings_are_refused(self, store, data, metadata):
+        with pytest.raises(InvalidEvent, match="not a string"):
+            store.save_event(Event(actor_id="keys-1", event_type="X", version=1, data=data, metadata=metadata))
+        with pytest.raises(InvalidEvent, match="not a string"):
+            store.append("keys-1", [Event(event_type="A"), Event(event_type="B", data=data, metadata=metadata)], expected_version=0)
+        assert store.get_latest_version("keys-1") == 0
+
+    def test_snapshot_state_keys_json_would_turn_into_strings_are_refused(self, store):
+        store.save_event(ev("keys-2", 1))
+        with pytest.raises(InvalidEvent, match="not a string"):
+            store.save_snapshot(ActorSnapshot(actor_id="keys-2", version=1, state={"totals": {2026: 10}}))
+        with pytest.raises(SnapshotNotFound):
+            store.get_latest_snapshot("keys-2")
+
     def test_too_large_event_raises_event_too_large(self, store):
         with pytest.raises(EventTooLarge):
             store.save_event(ev("big-1", 1, blob="x" * (2 * 1024 * 1024)))

@@ -210,11 +210,21 @@ class Connection:
         if self.health.unreachable:
             raise Unreachable(f"NATS cannot be reached now (every server refused or timed out; reconnecting in the background); servers tried: {self.servers}")
 
-    async def send(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> None:
-        """Publish without waiting for an answer (the messages of an atomic batch before its commit)."""
+    async def send_all(self, subject: str, messages: list[tuple[dict[str, str], bytes]]) -> None:
+        """Publish messages without waiting for answers (an atomic batch before its commit), the first at once.
+
+        nats-py writes only when its flusher task gets a turn of the loop: handing it one after the
+        first message lets the server start on the batch (on a file stream, it creates a staging
+        store on disk, about 2 ms) while the rest are published.
+        """
         self.check_reachable()
+        publish = self.nc.publish
+        payload = b""
         with self.errors(subject, self.timeout, payload):
-            await self.nc.publish(subject, payload, headers=headers)
+            for n, (headers, payload) in enumerate(messages):
+                await publish(subject, payload, headers=headers)
+                if n == 0:
+                    await asyncio.sleep(0)
 
     async def _roundtrip(self, subject: str, payload: bytes, headers: dict[str, str] | None, batch: bool, timeout: float | None) -> tuple[Msg, list[Msg]]:
         self.check_reachable()

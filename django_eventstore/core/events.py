@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Mapping, NamedTuple
 
@@ -18,6 +19,8 @@ H_VERSION = "Es-Version"
 H_EVENT_TYPE = "Es-Event-Type"
 H_SCHEMA = "Es-Schema"  # absent: schema 1
 
+_new_object = object.__new__
+_set_field = object.__setattr__
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _raw_decode = json.JSONDecoder().raw_decode
 
@@ -43,13 +46,21 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
 def _new_id() -> str:
-    return str(uuid.uuid4())
+    """str(uuid.uuid4()) without uuid.UUID's per-call checks: the same 122 random bits from os.urandom
+    and the same text, about three times faster (every new event makes one)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 def format_timestamp(ts: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``."""
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if ts.tzinfo is not UTC:
+        ts = ts.astimezone(UTC)
+    return ts.isoformat().replace("+00:00", "Z")
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -103,22 +114,22 @@ class Event:
         }
 
 
+_EVENT_FIELDS = tuple(f.name for f in fields(Event))
+_EVENT_FIELD_SET = frozenset(_EVENT_FIELDS)
+
+
 def evolve(event: Event, **changes: Any) -> Event:
-    """dataclasses.replace for an Event without its per-call introspection: twice as fast (reads and writes make one per event)."""
-    fields: dict[str, Any] = {
-        "event_type": event.event_type,
-        "data": event.data,
-        "actor_id": event.actor_id,
-        "version": event.version,
-        "metadata": event.metadata,
-        "id": event.id,
-        "timestamp": event.timestamp,
-        "position": event.position,
-        "schema": event.schema,
-        "forgotten": event.forgotten,
-    }
-    fields.update(changes)
-    return Event(**fields)
+    """dataclasses.replace for an Event, about 1.6 times as fast (reads and writes make one per event).
+
+    It sets the fields as a frozen dataclass's own __init__ does (object.__setattr__), without
+    replace's per-call introspection and __init__'s keyword parsing and default factories.
+    """
+    if not _EVENT_FIELD_SET.issuperset(changes):
+        raise TypeError(f"Event has no field {sorted(set(changes) - _EVENT_FIELD_SET)[0]!r}")
+    copy = _new_object(Event)
+    for name in _EVENT_FIELDS:
+        _set_field(copy, name, changes[name] if name in changes else getattr(event, name))
+    return copy
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -240,8 +251,10 @@ def check_event(event: Event) -> None:
         raise InvalidEvent("timestamp must be an aware datetime")
 
 
-def _json(obj: Any, what: str) -> bytes:
-    _check_keys(obj, what)
+def _json(obj: Any, what: str, *supplied: Any) -> bytes:
+    """The JSON bytes of obj, the keys of its caller-supplied parts checked first (the store's own keys are strings)."""
+    for part in supplied:
+        _check_keys(part, what)
     try:
         return _dumps(obj).encode("utf-8")
     except (TypeError, ValueError) as e:
@@ -267,7 +280,7 @@ def _check_keys(obj: Any, what: str) -> None:
 
 def data_json(data: dict[str, Any], what: str) -> bytes:
     """The JSON bytes of an event's data or a snapshot's state (what encryption seals)."""
-    return _json(data, what)
+    return _json(data, what, data)
 
 
 def _payload(data: dict[str, Any] | None, sealed: Sealed | None, name: str) -> tuple[str, Any]:
@@ -293,6 +306,8 @@ def encode_event(event: Event, sealed: Sealed | None = None) -> tuple[dict[str, 
             "timestamp": format_timestamp(event.timestamp),
         },
         f"event {event.event_type!r} of actor {event.actor_id!r}",
+        event.metadata,
+        *(() if sealed is not None else (event.data,)),
     )
     headers = {H_MSG_ID: event.id, H_VERSION: str(event.version), H_EVENT_TYPE: event.event_type}
     if event.schema is not None and event.schema != 1:
@@ -408,6 +423,7 @@ def encode_snapshot(snapshot: ActorSnapshot, position: int, sealed: Sealed | Non
             "position": position,
         },
         f"snapshot state of actor {snapshot.actor_id!r}",
+        *(() if sealed is not None else (snapshot.state,)),
     )
     return {H_VERSION: str(snapshot.version), H_MSG_ID: uuid.uuid4().hex}, body  # the id makes a re-sent publish a duplicate
 

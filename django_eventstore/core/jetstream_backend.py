@@ -363,23 +363,20 @@ class JetStreamBackend:
         return await self._answer(conn, EVENTS, lambda timeout: self._send_batch(conn, subject, messages, expected_last_seq, timeout), subject=subject)
 
     async def _send_batch(self, conn: Connection, subject: str, messages: list[tuple[dict[str, str], bytes]], expected_last_seq: int, timeout: float) -> int:
+        if not messages:
+            raise AssertionError("empty batch")
         batch_id = uuid.uuid4().hex
-        last = len(messages)
-        for n, (headers, body) in enumerate(messages, start=1):
-            h = {**headers, "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(n)}
-            if n == 1:
-                h["Nats-Expected-Last-Subject-Sequence"] = str(expected_last_seq)
-            if n < last:
-                await conn.send(subject, body, headers=h)
-                continue
-            h["Nats-Batch-Commit"] = "1"
-            resp = json.loads((await conn.request(subject, body, h, timeout)).data)
-            if "error" in resp:
-                if _api_error(resp)[0] == ERR_BATCH_INCOMPLETE:
-                    raise NoAnswer("the server dropped the batch (restarting?): nothing was stored")
-                self._raise_publish_error(resp, subject)
-            return int(resp["seq"])
-        raise AssertionError("empty batch")
+        batch = [({**headers, "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(n)}, body) for n, (headers, body) in enumerate(messages, start=1)]
+        batch[0][0]["Nats-Expected-Last-Subject-Sequence"] = str(expected_last_seq)
+        commit_headers, commit_body = batch.pop()
+        commit_headers["Nats-Batch-Commit"] = "1"
+        await conn.send_all(subject, batch)
+        resp = json.loads((await conn.request(subject, commit_body, commit_headers, timeout)).data)
+        if "error" in resp:
+            if _api_error(resp)[0] == ERR_BATCH_INCOMPLETE:
+                raise NoAnswer("the server dropped the batch (restarting?): nothing was stored")
+            self._raise_publish_error(resp, subject)
+        return int(resp["seq"])
 
     async def erase_msg(self, stream: str, seq: int) -> bool:
         conn = await self._connection()
