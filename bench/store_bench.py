@@ -1,10 +1,11 @@
 """Store vs raw nats-py, side by side in one run, against a nats-server this script starts.
 
-    python bench/store_bench.py [--rounds 5] [--n 2000]
+    python bench/store_bench.py [--rounds 5] [--n 2000] [--slices 4]
 
-Each figure is the median over rounds; raw and store measurements alternate
-within every round so machine noise hits both alike. Ratios > 1 favour the
-store for throughput, < 1 for latency.
+Each figure is the median over rounds. Within a round, raw and store
+measurements alternate --slices times (each slice does n / slices operations of
+every kind), so that the machine's noise, which drifts over seconds here, hits
+both alike. Ratios > 1 favour the store for throughput, < 1 for latency.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Raw:
         self.loop = asyncio.new_event_loop()
         self.nc = self.run(nats.connect(url))
         self.js = self.nc.jetstream()
+        self.last: dict[str, int] = {}  # subject -> its last sequence, as this script wrote it
 
     def run(self, coro):
         return self.loop.run_until_complete(coro)
@@ -48,21 +50,28 @@ class Raw:
         self.run(self.nc.close())
         self.loop.close()
 
+    async def _last_seq(self, subject: str) -> int:
+        """The subject's last sequence: read from the server the first time, then as this script left it."""
+        if subject not in self.last:
+            try:
+                self.last[subject] = (await self.js.get_last_msg(STREAM, subject, direct=True)).seq
+            except nats.js.errors.NotFoundError:
+                self.last[subject] = 0
+        return self.last[subject]
+
     async def publish_with_expectation(self, subject: str, n: int) -> None:
-        last = 0
-        try:
-            last = (await self.js.get_last_msg(STREAM, subject, direct=True)).seq
-        except nats.js.errors.NotFoundError:
-            pass
+        """n publishes, each expecting the subject's last sequence."""
+        last = await self._last_seq(subject)
         for i in range(n):
             event = Event(actor_id="x", event_type="Raw", version=i + 1, data={"i": i})
             headers, body = encode_event(event)
             headers["Nats-Expected-Last-Subject-Sequence"] = str(last)
             last = (await self.js.publish(subject, body, headers=headers)).seq
+        self.last[subject] = last
 
     async def atomic_batches(self, subject: str, batches: int, size: int) -> None:
         """Atomic batches of ``size`` on nats-py's public API: size - 1 publishes, then the commit as a request (the store's floor for append)."""
-        last = 0
+        last = await self._last_seq(subject)
         for k in range(batches):
             batch_id = uuid.uuid4().hex
             for n in range(1, size + 1):
@@ -77,6 +86,7 @@ class Raw:
                 else:
                     headers["Nats-Batch-Commit"] = "1"
                     last = json.loads((await self.nc.request(subject, body, headers=headers, timeout=10)).data)["seq"]
+        self.last[subject] = last
 
     async def direct_gets(self, subject: str, n: int) -> None:
         for _ in range(n):
@@ -164,6 +174,39 @@ async def awaited_on_store_loop(store: JetStreamEventStore, n: int) -> None:
         await store.aget_latest_version("one-1")
 
 
+def saves(store: JetStreamEventStore, actor: str, first: int, count: int) -> None:
+    """count sequential save_event calls on one actor, from version first + 1."""
+    for i in range(first, first + count):
+        store.save_event(Event(actor_id=actor, event_type="E", version=i + 1, data={"i": i}))
+
+
+def latest_versions(store: JetStreamEventStore, actor: str, count: int) -> None:
+    for _ in range(count):
+        store.get_latest_version(actor)
+
+
+def appends(store: JetStreamEventStore, actor: str, first_batch: int, batches: int) -> None:
+    """Appends of 100 events to one actor, the first after version first_batch * 100."""
+    for b in range(first_batch, first_batch + batches):
+        store.append(actor, [Event(event_type="E", data={"i": i}) for i in range(100)], b * 100)
+
+
+class Round:
+    """Seconds and operations of each row, summed over a round's slices."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, list[float]] = {}
+
+    def measure(self, name: str, operations: int, fn, *args) -> None:
+        total = self.spent.setdefault(name, [0.0, 0])
+        total[0] += timed(fn, *args)
+        total[1] += operations
+
+    def figures(self) -> dict[str, float]:
+        """Each row's figure: µs per operation for latency rows, operations per second otherwise."""
+        return {name: seconds / ops * 1e6 if "(us/op)" in name else ops / seconds for name, (seconds, ops) in self.spent.items()}
+
+
 def timed(fn, *args) -> float:
     start = time.perf_counter()
     fn(*args)
@@ -173,9 +216,14 @@ def timed(fn, *args) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--n", type=int, default=2000, help="operations per latency measurement")
+    parser.add_argument("--n", type=int, default=2000, help="operations per latency measurement in a round")
+    parser.add_argument("--slices", type=int, default=4, help="alternations of raw and store within a round (each does n / slices operations)")
     args = parser.parse_args()
-    n, rounds = args.n, args.rounds
+    n, rounds, slices = args.n, args.rounds, args.slices
+    if n < slices or slices < 1 or rounds < 1:
+        parser.error("--rounds and --slices must be >= 1 and --n at least --slices")
+    k = n // slices  # latency operations per slice
+    batches = max(1, 20 // slices)  # appends of 100 per slice
 
     with NatsServer() as server:
         store = JetStreamEventStore(server.url, stream=STREAM)
@@ -194,41 +242,38 @@ def main() -> None:
 
         rows: dict[str, list[float]] = {}
 
-        def add(name: str, value: float) -> None:
-            rows.setdefault(name, []).append(value)
-
         for r in range(rounds):
             tag = uuid.uuid4().hex[:8]
-            # writes: sequential publishes with the expected-sequence header
-            add("raw publish+ack (us/op)", timed(raw.run, raw.publish_with_expectation(subjects.event_subject(f"raw-{tag}"), n)) / n * 1e6)
-            actor = f"save-{tag}"
-            add("save_event, sync (us/op)", timed(lambda actor=actor: [store.save_event(Event(actor_id=actor, event_type="E", version=i + 1, data={"i": i})) for i in range(n)]) / n * 1e6)
-            actor = f"unc-{tag}"
-            add(
-                "save_event, no version cache (us/op)",
-                timed(lambda actor=actor: [uncached.save_event(Event(actor_id=actor, event_type="E", version=i + 1, data={"i": i})) for i in range(n)]) / n * 1e6,
-            )
-            actor = f"enc-{tag}"
-            add("save_event, encrypted (us/op)", timed(lambda actor=actor: [encrypted.save_event(Event(actor_id=actor, event_type="E", version=i + 1, data={"i": i})) for i in range(n)]) / n * 1e6)
-            # latest version: interleave the 1-event and the 10,000-event actor
-            add("raw direct get (us/op)", timed(raw.run, raw.direct_gets(one_subject, n)) / n * 1e6)
-            add("raw direct get from sync code, loop thread (us/op)", timed(raw_sync.direct_gets, one_subject, n) / n * 1e6)
-            add("get_latest_version, 1 event (us/op)", timed(lambda: [store.get_latest_version("one-1") for _ in range(n)]) / n * 1e6)
-            add("get_latest_version, 10,000 events (us/op)", timed(lambda: [store.get_latest_version("long-1") for _ in range(n)]) / n * 1e6)
-            add("aget_latest_version on the store's loop (us/op)", timed(store.portal.call, awaited_on_store_loop(store, n)) / n * 1e6)
-            add("DeliverLast consumer + fetch(1) (us/op)", timed(raw.run, raw.deliver_last(long_subject, 50)) / 50 * 1e6)
-            # batches
-            m = 100 * 20
-            add("raw publish+ack, 100 events (events/s)", m / timed(raw.run, raw.publish_with_expectation(subjects.event_subject(f"rawb-{tag}"), m)))
-            add("raw atomic batch of 100 (events/s)", m / timed(raw.run, raw.atomic_batches(subjects.event_subject(f"rawatomic-{tag}"), 20, 100)))
-            actor = f"batch-{tag}"
-            add("append 100 events (events/s)", m / timed(lambda actor=actor: [store.append(actor, [Event(event_type="E", data={"i": i}) for i in range(100)], k * 100) for k in range(20)]))
-            many = [Event(actor_id=f"many{tag}-{a}", event_type="E", version=v, data={"v": v}) for v in range(1, 21) for a in range(100)]
-            add("save_events, 2,000 events of 100 actors (events/s)", len(many) / timed(store.save_events, many))
-            add("raw pull fetch(256), 10,000 events (events/s)", 10_000 / timed(raw.run, raw.fetch_all(long_subject)))
-            add("raw batched direct get, 10,000 events (events/s)", 10_000 / timed(raw.run, raw.batched_direct_get(long_subject)))
-            add("get_events, 10,000 events (events/s)", 10_000 / timed(store.get_events, "long-1"))
-            add("get_events, 10,000 events, encrypted (events/s)", 10_000 / timed(encrypted.get_events, "long-1"))
+            now = Round()
+            measure = now.measure
+            for sl in range(slices):
+                first, first_batch = sl * k, sl * batches  # where this slice's versions start
+                # writes: sequential publishes with the expected-sequence header
+                measure("raw publish+ack (us/op)", k, raw.run, raw.publish_with_expectation(subjects.event_subject(f"raw-{tag}"), k))
+                measure("save_event, sync (us/op)", k, saves, store, f"save-{tag}", first, k)
+                measure("save_event, no version cache (us/op)", k, saves, uncached, f"unc-{tag}", first, k)
+                measure("save_event, encrypted (us/op)", k, saves, encrypted, f"enc-{tag}", first, k)
+                # latest version: interleave the 1-event and the 10,000-event actor
+                measure("raw direct get (us/op)", k, raw.run, raw.direct_gets(one_subject, k))
+                measure("raw direct get from sync code, loop thread (us/op)", k, raw_sync.direct_gets, one_subject, k)
+                measure("get_latest_version, 1 event (us/op)", k, latest_versions, store, "one-1", k)
+                measure("get_latest_version, 10,000 events (us/op)", k, latest_versions, store, "long-1", k)
+                measure("aget_latest_version on the store's loop (us/op)", k, store.portal.call, awaited_on_store_loop(store, k))
+                measure("DeliverLast consumer + fetch(1) (us/op)", 10, raw.run, raw.deliver_last(long_subject, 10))
+                # batches of 100
+                m = 100 * batches
+                measure("raw publish+ack, 100 events (events/s)", m, raw.run, raw.publish_with_expectation(subjects.event_subject(f"rawb-{tag}"), m))
+                measure("raw atomic batch of 100 (events/s)", m, raw.run, raw.atomic_batches(subjects.event_subject(f"rawatomic-{tag}"), batches, 100))
+                measure("append 100 events (events/s)", m, appends, store, f"batch-{tag}", first_batch, batches)
+                many = [Event(actor_id=f"many{tag}-{a}", event_type="E", version=v, data={"v": v}) for v in range(first_batch + 1, first_batch + batches + 1) for a in range(100)]
+                measure("save_events, 100 actors (events/s)", len(many), store.save_events, many)
+                # replays of the 10,000-event actor
+                measure("raw pull fetch(256), 10,000 events (events/s)", 10_000, raw.run, raw.fetch_all(long_subject))
+                measure("raw batched direct get, 10,000 events (events/s)", 10_000, raw.run, raw.batched_direct_get(long_subject))
+                measure("get_events, 10,000 events (events/s)", 10_000, store.get_events, "long-1")
+                measure("get_events, 10,000 events, encrypted (events/s)", 10_000, encrypted.get_events, "long-1")
+            for name, figure in now.figures().items():
+                rows.setdefault(name, []).append(figure)
             print(f"round {r + 1}/{rounds} done", file=sys.stderr)
 
         med = {k: statistics.median(v) for k, v in rows.items()}
@@ -236,32 +281,29 @@ def main() -> None:
         print(f"{f'measure (median of {rounds} rounds)':<{width}}{'value':>12}")
         for k, v in med.items():
             print(f"{k:<{width}}{v:>12,.1f}")
-        raw_pub, save = med["raw publish+ack (us/op)"], med["save_event, sync (us/op)"]
-        dget_sync = med["raw direct get from sync code, loop thread (us/op)"]
-        glv1, glv10k = med["get_latest_version, 1 event (us/op)"], med["get_latest_version, 10,000 events (us/op)"]
-        append_rate, raw_batch_rate = med["append 100 events (events/s)"], med["raw publish+ack, 100 events (events/s)"]
-        get_events_rate, fetch_rate = med["get_events, 10,000 events (events/s)"], med["raw pull fetch(256), 10,000 events (events/s)"]
-        floor_rate = med["raw batched direct get, 10,000 events (events/s)"]
-        deliver_last = med["DeliverLast consumer + fetch(1) (us/op)"]
-        print()
-        print("ratio                                                     value   target")
-        checks = [
-            ("save_event throughput / raw publish throughput", raw_pub / save, ">= 0.65", raw_pub / save >= 0.65),
-            ("get_latest_version time / raw sync direct get time", glv1 / dget_sync, "<= 1.1", glv1 / dget_sync <= 1.1),
-            ("DeliverLast time / get_latest_version time", deliver_last / glv1, ">= 5", deliver_last / glv1 >= 5),
-            ("get_latest_version 10,000 events / 1 event", glv10k / glv1, "<= 1.3", glv10k / glv1 <= 1.3),
-            ("append 100 events/s / raw publish events/s", append_rate / raw_batch_rate, ">= 3", append_rate / raw_batch_rate >= 3),
-            ("  the raw atomic batch of 100 (the floor) / raw publish", med["raw atomic batch of 100 (events/s)"] / raw_batch_rate, "-", True),
-            ("  append 100 events/s / raw atomic batch events/s", append_rate / med["raw atomic batch of 100 (events/s)"], "-", True),
-            ("save_events events/s / raw publish events/s", med["save_events, 2,000 events of 100 actors (events/s)"] / raw_batch_rate, "-", True),
-            ("get_events events/s / raw batched direct get events/s", get_events_rate / floor_rate, ">= 0.8", get_events_rate / floor_rate >= 0.8),
-            ("get_events events/s / raw fetch(256) events/s", get_events_rate / fetch_rate, "-", True),
-            ("encrypted save_event throughput / plain save_event", save / med["save_event, encrypted (us/op)"], ">= 0.8", save / med["save_event, encrypted (us/op)"] >= 0.8),
-            ("encrypted get_events events/s / plain get_events", med["get_events, 10,000 events, encrypted (events/s)"] / get_events_rate, ">= 0.6",
-             med["get_events, 10,000 events, encrypted (events/s)"] / get_events_rate >= 0.6),
+        # Each ratio is taken in every round (its raw and store figures measured side by side), then the median
+        # over rounds: steadier on a noisy machine than a ratio of medians taken at different moments.
+        checks = [  # name, numerator row, denominator row, target
+            ("save_event throughput / raw publish throughput", "raw publish+ack (us/op)", "save_event, sync (us/op)", ">= 0.65"),
+            ("get_latest_version time / raw sync direct get time", "get_latest_version, 1 event (us/op)", "raw direct get from sync code, loop thread (us/op)", "<= 1.1"),
+            ("DeliverLast time / get_latest_version time", "DeliverLast consumer + fetch(1) (us/op)", "get_latest_version, 1 event (us/op)", ">= 5"),
+            ("get_latest_version 10,000 events / 1 event", "get_latest_version, 10,000 events (us/op)", "get_latest_version, 1 event (us/op)", "<= 1.3"),
+            ("append 100 events/s / raw publish events/s", "append 100 events (events/s)", "raw publish+ack, 100 events (events/s)", ">= 3"),
+            ("  the raw atomic batch of 100 (the floor) / raw publish", "raw atomic batch of 100 (events/s)", "raw publish+ack, 100 events (events/s)", "-"),
+            ("  append 100 events/s / raw atomic batch events/s", "append 100 events (events/s)", "raw atomic batch of 100 (events/s)", "-"),
+            ("save_events events/s / raw publish events/s", "save_events, 100 actors (events/s)", "raw publish+ack, 100 events (events/s)", "-"),
+            ("get_events events/s / raw batched direct get events/s", "get_events, 10,000 events (events/s)", "raw batched direct get, 10,000 events (events/s)", ">= 0.8"),
+            ("get_events events/s / raw fetch(256) events/s", "get_events, 10,000 events (events/s)", "raw pull fetch(256), 10,000 events (events/s)", "-"),
+            ("encrypted save_event throughput / plain save_event", "save_event, sync (us/op)", "save_event, encrypted (us/op)", ">= 0.8"),
+            ("encrypted get_events events/s / plain get_events", "get_events, 10,000 events, encrypted (events/s)", "get_events, 10,000 events (events/s)", ">= 0.6"),
         ]
-        for name, value, target, ok in checks:
-            print(f"{name:<52}{value:>10.2f}   {target:<8} {'ok' if ok else 'MISSED'}")
+        print()
+        print(f"{'ratio (median of the rounds)':<56}{'value':>6}   {'target':<8} {'':<7}per round")
+        for name, top, bottom, target in checks:
+            per_round = [a / b for a, b in zip(rows[top], rows[bottom])]
+            value = statistics.median(per_round)
+            ok = target == "-" or (value >= float(target[3:]) if target.startswith(">=") else value <= float(target[3:]))
+            print(f"{name:<56}{value:>6.2f}   {target:<8} {'ok' if ok else 'MISSED':<7}{', '.join(f'{x:.2f}' for x in per_round)}")
         store.close()
         uncached.close()
         encrypted.close()

@@ -56,3 +56,16 @@ def test_scale_bench_quick() -> None:
     for command in ("eventstore_export", "eventstore_verify"):
         assert re.search(rf"^{command} .* exit 0", out, re.MULTILINE), out
     assert re.search(r"^eventstore_export, peak RSS +\d+ MB", out, re.MULTILINE), out
+
+
+def test_store_bench_smoke() -> None:
+    """store_bench.py alternates raw and store in slices and prints every ratio with its target."""
+    out = run_script("store_bench.py", "--rounds", "1", "--n", "20", "--slices", "2", timeout=240)
+    for ratio in ("save_event throughput / raw publish throughput", "append 100 events/s / raw publish events/s", "get_events events/s / raw batched direct get events/s"):
+        assert re.search(rf"^{re.escape(ratio)} +\d+\.\d\d +", out, re.MULTILINE), f"no {ratio!r} ratio:\n{out}"
+
+
+def test_store_bench_refuses_bad_arguments() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "store_bench.py"), "--n", "2", "--slices", "4"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "--slices" in result.stderr

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from django_eventstore import Event
-from django_eventstore.core.events import evolve, format_timestamp
+from django_eventstore.core.events import evolve, format_timestamp, parse_timestamp
 
 
 def test_a_new_event_gets_a_random_uuid4_text_id():
@@ -37,3 +37,11 @@ def test_timestamps_are_written_in_utc_whatever_their_zone():
     assert format_timestamp(instant) == "2026-01-02T03:04:05.678000Z"
     assert format_timestamp(instant.astimezone(timezone(timedelta(hours=5, minutes=30)))) == "2026-01-02T03:04:05.678000Z"
     assert format_timestamp(instant.astimezone(timezone(timedelta(0), "GMT"))) == "2026-01-02T03:04:05.678000Z"
+
+
+def test_timestamps_are_read_back_in_utc():
+    assert parse_timestamp("2026-01-02T03:04:05.678Z") == datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    assert parse_timestamp("2026-01-02T08:34:05.678+05:30").tzinfo is UTC
+    assert parse_timestamp("2026-01-02T08:34:05.678+05:30") == datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    with pytest.raises(ValueError, match="no time zone"):
+        parse_timestamp("2026-01-02T03:04:05")

@@ -64,7 +64,10 @@ def format_timestamp(ts: datetime) -> str:
 
 
 def parse_timestamp(text: str) -> datetime:
+    """An aware datetime in UTC from RFC 3339 text (ValueError without a time zone)."""
     ts = datetime.fromisoformat(text)
+    if ts.tzinfo is UTC:  # what the store writes ("Z")
+        return ts
     if ts.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no time zone")
     return ts.astimezone(UTC)
