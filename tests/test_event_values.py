@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from django_eventstore import Event
-from django_eventstore.core.events import evolve, format_timestamp, parse_timestamp
+from django_eventstore.core.events import decode_event, encode_event, evolve, format_timestamp, parse_timestamp
 
 
 def test_a_new_event_gets_a_random_uuid4_text_id():
@@ -45,3 +45,14 @@ def test_timestamps_are_read_back_in_utc():
     assert parse_timestamp("2026-01-02T08:34:05.678+05:30") == datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     with pytest.raises(ValueError, match="no time zone"):
         parse_timestamp("2026-01-02T03:04:05")
+
+
+def test_a_decoded_event_has_every_field_of_a_constructed_one():
+    """decode_event sets Event's fields itself (a replay makes one per message): none may be left out."""
+    event = evolve(Event(event_type="E", data={"n": 1}, metadata={"by": "x"}), actor_id="a-1", version=2, schema=1)
+    headers, body = encode_event(event)
+    decoded = decode_event("a-1", headers, body, 17)
+    assert {f.name: getattr(decoded, f.name) for f in dataclasses.fields(Event)} == {
+        f.name: getattr(event, f.name) for f in dataclasses.fields(Event)
+    } | {"position": 17}
+    assert decoded == evolve(event, position=17)

@@ -446,8 +446,10 @@ class Engine:
                 except Malformed as e:
                     errors.append(MalformedMessage(msg.seq, str(e), msg.data, msg.subject, msg.headers))
                     continue
-                seen = max(seen, event.version or 0)
-                if event.version > from_version:  # type: ignore[operator]
+                version: int = event.version  # type: ignore[assignment]
+                if version > seen:
+                    seen = version
+                if version > from_version:
                     events.append(event)
                     if limit is not None and len(events) >= limit:
                         break

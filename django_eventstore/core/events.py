@@ -349,12 +349,14 @@ def decode_event(actor_id: str, headers: Mapping[str, str] | None, body: bytes, 
         version = doc["version"]
         event_type = doc["eventType"]
         event_id = doc["id"]
-        data = _stored_data(doc, "data")
-        metadata = doc.get("metadata", {})
         body_actor = doc["actorId"]
         ts_text = doc["timestamp"]
     except KeyError as e:
         raise Malformed(f"body has no {e.args[0]!r} field") from None
+    data = doc.get("data")
+    if type(data) is not dict:  # sealed, forgotten, or not well-formed
+        data = _stored_data(doc, "data")
+    metadata = doc["metadata"] if "metadata" in doc else {}
     if type(version) is not int or version < 1:
         raise Malformed(f"version {version!r} is not an int >= 1")
     if type(event_type) is not str or type(event_id) is not str or type(metadata) is not dict:
@@ -380,18 +382,19 @@ def decode_event(actor_id: str, headers: Mapping[str, str] | None, body: bytes, 
         if not (schema_text.isascii() and schema_text.isdigit() and int(schema_text) >= 1):
             raise Malformed(f"header Es-Schema {schema_text!r} is not an int >= 1")
         schema = int(schema_text)
-    return Event(
-        event_type=event_type,
-        data=data,
-        actor_id=actor_id,
-        version=version,
-        metadata=metadata,
-        id=event_id,
-        timestamp=timestamp,
-        position=position,
-        schema=schema,
-        forgotten=data is None,
-    )
+    # fields set as Event's own __init__ would, without its keyword parsing: a replay makes one per message
+    event = _new_object(Event)
+    _set_field(event, "event_type", event_type)
+    _set_field(event, "data", data)
+    _set_field(event, "actor_id", actor_id)
+    _set_field(event, "version", version)
+    _set_field(event, "metadata", metadata)
+    _set_field(event, "id", event_id)
+    _set_field(event, "timestamp", timestamp)
+    _set_field(event, "position", position)
+    _set_field(event, "schema", schema)
+    _set_field(event, "forgotten", data is None)
+    return event
 
 
 def header_version(headers: Mapping[str, str] | None) -> int | None:
