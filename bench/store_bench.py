@@ -251,8 +251,8 @@ def main() -> None:
                 # writes: sequential publishes with the expected-sequence header
                 measure("raw publish+ack (us/op)", k, raw.run, raw.publish_with_expectation(subjects.event_subject(f"raw-{tag}"), k))
                 measure("save_event, sync (us/op)", k, saves, store, f"save-{tag}", first, k)
-                measure("save_event, no version cache (us/op)", k, saves, uncached, f"unc-{tag}", first, k)
                 measure("save_event, encrypted (us/op)", k, saves, encrypted, f"enc-{tag}", first, k)
+                measure("save_event, no version cache (us/op)", k, saves, uncached, f"unc-{tag}", first, k)
                 # latest version: interleave the 1-event and the 10,000-event actor
                 measure("raw direct get (us/op)", k, raw.run, raw.direct_gets(one_subject, k))
                 measure("raw direct get from sync code, loop thread (us/op)", k, raw_sync.direct_gets, one_subject, k)
