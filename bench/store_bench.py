@@ -303,7 +303,7 @@ def main() -> None:
             per_round = [a / b for a, b in zip(rows[top], rows[bottom])]
             value = statistics.median(per_round)
             ok = target == "-" or (value >= float(target[3:]) if target.startswith(">=") else value <= float(target[3:]))
-            print(f"{name:<56}{value:>6.2f}   {target:<8} {'ok' if ok else 'MISSED':<7}{', '.join(f'{x:.2f}' for x in per_round)}")
+            print(f"{name:<56}{value:>6.3f}   {target:<8} {'ok' if ok else 'MISSED':<7}{', '.join(f'{x:.2f}' for x in per_round)}")
         store.close()
         uncached.close()
         encrypted.close()
