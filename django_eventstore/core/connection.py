@@ -219,8 +219,8 @@ class Connection:
         """
         self.check_reachable()
         publish = self.nc.publish
-        payload = b""
-        with self.errors(subject, self.timeout, payload):
+        largest = max((payload for _, payload in messages), key=len, default=b"")  # the one a too-large error is about
+        with self.errors(subject, self.timeout, largest):
             for n, (headers, payload) in enumerate(messages):
                 await publish(subject, payload, headers=headers)
                 if n == 0:
