@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import platform
 import re
 import select
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -505,3 +508,43 @@ def test_sync_callers_in_threads_carry_on_across_a_server_restart(stream_name, t
         store.close()
         server.keep_data = False
         server.stop()
+
+
+_COUNT_LOOP_PAGE_FAULTS = """
+import sys, threading
+from django_eventstore import Event
+from django_eventstore.core.jetstream import JetStreamEventStore
+
+store = JetStreamEventStore(sys.argv[1], stream=sys.argv[2], subject_prefix=sys.argv[3])
+
+async def native_id():
+    return threading.get_native_id()
+
+loop_thread = store.portal.call(native_id())
+store.save_event(Event(actor_id="order-1", event_type="Placed", version=1))
+
+def minor_faults():
+    with open(f"/proc/self/task/{loop_thread}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[7])
+
+before = minor_faults()
+for _ in range(200):
+    store.get_latest_version("order-1")
+print((minor_faults() - before) / 200)
+store.close()
+"""
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or platform.libc_ver()[0] != "glibc",
+    reason="glibc on Linux only: other C libraries have other allocators, which the store leaves alone",
+)
+def test_the_loop_thread_receives_without_a_page_fault_per_message(nats_url, stream_name, subject_prefix):
+    """asyncio's 256 KiB read buffer comes from the loop thread's heap, not from a fresh mmap per message.
+
+    Run in a fresh interpreter: glibc's threshold is the process's, and any earlier test may have raised it.
+    """
+    script = [sys.executable, "-c", _COUNT_LOOP_PAGE_FAULTS, nats_url, stream_name, subject_prefix]
+    result = subprocess.run(script, capture_output=True, text=True, timeout=60, check=True)
+    faults_per_read = float(result.stdout.strip())
+    assert faults_per_read < 0.5  # without the raised threshold: about 2 a message
