@@ -153,6 +153,7 @@ class RawFromSync:
         self.thread.start()
         self.nc = self.call(nats.connect(url))
         self.js = self.nc.jetstream()
+        self.last: dict[str, int] = {}  # subject -> its last sequence, as this script wrote it
 
     def call(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
@@ -161,6 +162,15 @@ class RawFromSync:
         for _ in range(n):
             msg = self.call(self.js.get_last_msg(STREAM, subject, direct=True))
             int(msg.headers["Es-Version"])
+
+    def publish_with_expectation(self, subject: str, n: int) -> None:
+        """n publishes, each expecting the subject's last sequence, encoded in this thread, one hand-over each."""
+        last = self.last.get(subject, 0)  # the subjects are fresh: nothing before this script's publishes
+        for i in range(n):
+            headers, body = encode_event(Event(actor_id="x", event_type="Raw", version=i + 1, data={"i": i}))
+            headers["Nats-Expected-Last-Subject-Sequence"] = str(last)
+            last = self.call(self.js.publish(subject, body, headers=headers)).seq
+        self.last[subject] = last
 
     def close(self) -> None:
         self.call(self.nc.close())
@@ -250,6 +260,7 @@ def main() -> None:
                 first, first_batch = sl * k, sl * batches  # where this slice's versions start
                 # writes: sequential publishes with the expected-sequence header
                 measure("raw publish+ack (us/op)", k, raw.run, raw.publish_with_expectation(subjects.event_subject(f"raw-{tag}"), k))
+                measure("raw publish+ack from sync code, loop thread (us/op)", k, raw_sync.publish_with_expectation, subjects.event_subject(f"rawsync-{tag}"), k)
                 measure("save_event, sync (us/op)", k, saves, store, f"save-{tag}", first, k)
                 measure("save_event, encrypted (us/op)", k, saves, encrypted, f"enc-{tag}", first, k)
                 measure("save_event, no version cache (us/op)", k, saves, uncached, f"unc-{tag}", first, k)
@@ -285,6 +296,8 @@ def main() -> None:
         # over rounds: steadier on a noisy machine than a ratio of medians taken at different moments.
         checks = [  # name, numerator row, denominator row, target
             ("save_event throughput / raw publish throughput", "raw publish+ack (us/op)", "save_event, sync (us/op)", ">= 0.65"),
+            ("  save_event / raw publish from sync code, loop thread", "raw publish+ack from sync code, loop thread (us/op)", "save_event, sync (us/op)", "-"),
+            ("  raw publish from sync code / raw publish", "raw publish+ack (us/op)", "raw publish+ack from sync code, loop thread (us/op)", "-"),
             ("get_latest_version time / raw sync direct get time", "get_latest_version, 1 event (us/op)", "raw direct get from sync code, loop thread (us/op)", "<= 1.1"),
             ("DeliverLast time / get_latest_version time", "DeliverLast consumer + fetch(1) (us/op)", "get_latest_version, 1 event (us/op)", ">= 5"),
             ("get_latest_version 10,000 events / 1 event", "get_latest_version, 10,000 events (us/op)", "get_latest_version, 1 event (us/op)", "<= 1.3"),
