@@ -231,18 +231,24 @@ class Connection:
         token = str(next(self.tokens))
         wait = self.timeout if timeout is None else timeout
         future: asyncio.Future[Msg] = self.loop.create_future()
-        replies = _Batch(future)  # a single reply is a batch that ends with its first message
-        self.pending[token] = replies if batch else future
-        replies.time_out_when_idle(self.loop, wait)
+        replies = _Batch(future) if batch else None
+        if replies is not None:
+            self.pending[token] = replies
+            replies.time_out_when_idle(self.loop, wait)
+        else:  # a single reply: no batch to keep, one timer for the whole wait
+            self.pending[token] = future
+            timer = self.loop.call_later(wait, _time_out, future)
         try:
             with self.errors(subject, wait, payload):
                 await self.nc.publish(subject, payload, reply=self.prefix + token, headers=headers)
                 msg = await future
         finally:
-            if replies.timer is not None:
+            if replies is None:
+                timer.cancel()
+            elif replies.timer is not None:  # the batch's timer of the moment (it re-arms while replies flow)
                 replies.timer.cancel()
             del self.pending[token]
-        return answered(subject, msg), replies.msgs
+        return answered(subject, msg), replies.msgs if replies is not None else []
 
     async def request(self, subject: str, payload: bytes = b"", headers: dict[str, str] | None = None, timeout: float | None = None) -> Msg:
         """The reply (waiting at most timeout, default TIMEOUT); NoResponders when nothing received the request."""

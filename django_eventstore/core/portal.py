@@ -184,20 +184,33 @@ class Portal:
                 thread.join(10)
 
 
+async def _finishing(coro: Coroutine[Any, Any, T], finish: Finish) -> T:
+    """coro's outcome, handed to finish as soon as it is known (a done callback would wait a loop turn)."""
+    try:
+        result = await coro
+    except BaseException as exc:
+        finish(None, exc)
+        raise
+    finish(result, None)
+    return result
+
+
 def _start(state: _LoopState, coro: Coroutine[Any, Any, Any], finish: Finish) -> None:
     """On the loop: run coro as a task and hand its outcome to finish."""
     if state.closing:
         coro.close()
         finish(None, closed_while_running())
         return
+    running = _finishing(coro, finish)
     try:
-        task = asyncio.get_running_loop().create_task(coro)
+        task = asyncio.get_running_loop().create_task(running)
     except BaseException as exc:  # noqa: BLE001 - the caller waits for finish: it must always come
+        running.close()
         coro.close()
         finish(None, exc)
         return
 
-    def done(task: asyncio.Task[Any]) -> None:
+    def done(task: asyncio.Task[Any]) -> None:  # finish has come already, unless the task was cancelled before it ran
         state.tasks.discard(task)
         if task.cancelled():
             finish(None, asyncio.CancelledError())
