@@ -97,7 +97,7 @@ class Portal:
 
     def _run_loop(self, loop: asyncio.AbstractEventLoop, state: _LoopState, ready: threading.Event) -> None:
         asyncio.set_event_loop(loop)
-        _raise_mmap_threshold()
+        loop.call_soon(_raise_mmap_threshold)  # a callback: were it to fail, the loop still starts
         loop.call_soon(ready.set)
         try:
             loop.run_forever()  # a KeyboardInterrupt or SystemExit in a task ends it too
@@ -196,7 +196,7 @@ async def _finishing(coro: Coroutine[Any, Any, T], finish: Finish) -> T:
 
 
 def _start(state: _LoopState, coro: Coroutine[Any, Any, Any], finish: Finish) -> None:
-    """On the loop: run coro as a task and hand its outcome to finish."""
+    """On the loop: run coro as a task and hand its outcome to finish (which may come twice: the first counts)."""
     if state.closing:
         coro.close()
         finish(None, closed_while_running())
@@ -213,6 +213,7 @@ def _start(state: _LoopState, coro: Coroutine[Any, Any, Any], finish: Finish) ->
     def done(task: asyncio.Task[Any]) -> None:  # finish has come already, unless the task was cancelled before it ran
         state.tasks.discard(task)
         if task.cancelled():
+            coro.close()  # cancelled before its first step (no eager tasks before 3.12), coro never ran
             finish(None, asyncio.CancelledError())
         elif task.exception() is not None:
             finish(None, task.exception())
